@@ -1,0 +1,89 @@
+"""One-file checkpoints: format version, config as plain data, state dicts, optional extras.
+
+Files load with `torch.load(weights_only=True)`: nothing is unpickled but tensors and
+plain containers. Writes are atomic (temporary file in the same folder, then rename).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .encoder import SATEncoder
+from .generator import SCAMGenerator
+
+FORMAT = "scam-checkpoint"
+FORMAT_VERSION = 1
+_RESERVED = {"format", "format_version", "config", "encoder", "generator"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, foreign, newer, or does not fit its config."""
+
+
+def save_checkpoint(path: str | os.PathLike, config: ModelConfig, encoder: SATEncoder,
+                    generator: SCAMGenerator, **extra: Any) -> Path:
+    """Write `path` atomically; `extra` (e.g. optimiser states, step) must be plain data/tensors."""
+    clash = _RESERVED & set(extra)
+    if clash:
+        raise ValueError(f"extra checkpoint keys clash with reserved ones: {', '.join(sorted(clash))}")
+    path = Path(path)
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
+               "encoder": encoder.state_dict(), "generator": generator.state_dict(), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The validated raw payload (for resuming training: the extras live here)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable SCAM checkpoint (truncated or foreign file: {reason[:200]})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a SCAM checkpoint (no '{FORMAT}' format marker)")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than this "
+                              f"scam supports ({FORMAT_VERSION}); upgrade scam")
+    for key in ("config", "encoder", "generator"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path}: checkpoint has no '{key}' section")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, noise_mode: str = "const",
+                    map_location: str | torch.device = "cpu"
+                    ) -> tuple[ModelConfig, SATEncoder, SCAMGenerator]:
+    """Config, encoder and generator in eval mode; `const` noise makes inference deterministic."""
+    payload = read_checkpoint(path, map_location)
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+    encoder, generator = SATEncoder(config), SCAMGenerator(config, noise_mode=noise_mode)
+    for name, net in (("encoder", encoder), ("generator", generator)):
+        try:
+            net.load_state_dict(payload[name])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"{path}: {name} weights do not fit the stored config ({first})") from exc
+    return config, encoder.eval(), generator.eval()

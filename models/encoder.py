@@ -1,0 +1,62 @@
+"""SAT encoder: image + one-hot mask -> m latents, each attending only its label's pixels."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import SATBlock
+from .config import ModelConfig
+from .layout import assignment_matrix, expand_mask, latent_block_mask, resize_mask
+from .posemb import add_posemb, concat_posemb
+from .validation import check_mask
+
+
+class EncoderBlock(nn.Module):
+    """Latents attend one pyramid level (cross), then each other within their label (self)."""
+
+    def __init__(self, config: ModelConfig, level_channels: int) -> None:
+        super().__init__()
+        m, d, a, h = config.num_latents, config.latent_dim, config.attn_dim, config.heads
+        self.cross_attention = SATBlock(d, m, level_channels, a, h)
+        self.self_attention = SATBlock(d, m, d, a, h)
+
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+                block_mask: torch.Tensor) -> torch.Tensor:
+        z = self.cross_attention(z, tokens, mask)
+        return self.self_attention(z, z, block_mask)
+
+
+class SATEncoder(nn.Module):
+    """`encoder(image, mask) -> latents`: image `B×3×H×W` in [-1, 1], one-hot mask `B×s×H×W`,
+    latents `B×m×d` ordered as `models.latent_layout(config)`."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        nf = config.enc_nf
+        self.latents = nn.Parameter(torch.randn(config.num_latents, config.latent_dim))
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(3 if i == 1 else nf * 2 ** (i - 1), nf * 2 ** i, 3, stride=2, padding=1),
+                          nn.LeakyReLU(0.2))
+            for i in range(1, config.enc_blocks))
+        level_channels = [3 + config.enc_posemb_dim] + [nf * 2 ** i for i in range(1, config.enc_blocks)]
+        self.blocks = nn.ModuleList(EncoderBlock(config, c) for c in level_channels)
+        self.register_buffer("assignment", assignment_matrix(config), persistent=False)
+        self.register_buffer("block_mask", latent_block_mask(config), persistent=False)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be B×3×H×W, got {tuple(image.shape)}")
+        check_mask(mask, self.config, image.shape[0], tuple(image.shape[-2:]))
+        mask = mask.to(image.dtype)
+        z = self.latents.unsqueeze(0).expand(image.shape[0], -1, -1)
+        feats = image
+        for i, block in enumerate(self.blocks):
+            if i == 0:
+                tokens = concat_posemb(feats, self.config.enc_posemb_dim)
+            else:
+                feats = self.convs[i - 1](feats)
+                tokens = add_posemb(feats)
+            level_mask = expand_mask(resize_mask(mask, tuple(feats.shape[-2:])), self.assignment)
+            z = block(z, tokens.flatten(2).transpose(1, 2), level_mask, self.block_mask)
+        return z

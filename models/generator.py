@@ -1,0 +1,153 @@
+"""SCAM generator: one-hot mask + latents -> image, modulated by semantic cross attention."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import SATBlock, SemanticCrossAttention
+from .config import ModelConfig
+from .layout import assignment_matrix, expand_mask, resize_mask
+from .posemb import add_posemb
+from .validation import check_latents, check_mask
+
+NOISE_MODES = ("random", "const", "none")
+MaskAt = Callable[[tuple[int, int]], torch.Tensor]
+"""Returns the latents' `B×m×(h·w)` mask at a feature-map size."""
+
+
+class SCAMOperation(nn.Module):
+    """Modulates a map with its label's latents; duplex also updates the latents (SAT).
+
+    `noise_size` is the map size of this layer; given, the layer adds per-pixel noise
+    scaled per channel, and keeps a fixed `noise_const` draw for deterministic inference.
+    """
+
+    def __init__(self, config: ModelConfig, channels: int, duplex: bool,
+                 noise_size: tuple[int, int] | None) -> None:
+        super().__init__()
+        d, a, h, m = config.latent_dim, config.attn_dim, config.heads, config.num_latents
+        self.duplex = duplex
+        if duplex:
+            self.latent_update = SATBlock(d, m, channels, a, h)
+        else:
+            self.latent_update = nn.Sequential(nn.Linear(d, d), nn.LeakyReLU(0.2), nn.Linear(d, d))
+        self.pixel_attention = SemanticCrossAttention(channels, d, a, h)
+        self.gamma = nn.Linear(channels, channels)
+        self.beta = nn.Linear(channels, channels)
+        self.norm = nn.InstanceNorm2d(channels, affine=False, eps=1e-5)
+        self.has_noise = noise_size is not None
+        if noise_size is not None:
+            self.noise_strength = nn.Parameter(torch.zeros(channels))
+            self.register_buffer("noise_const", torch.randn(1, 1, *noise_size))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+                noise_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, h, w = x.shape
+        tokens = add_posemb(x).flatten(2).transpose(1, 2)
+        z = self.latent_update(z, tokens, mask) if self.duplex else self.latent_update(z)
+        x_sca = self.pixel_attention(tokens, z, mask.transpose(1, 2))
+        gamma = self.gamma(x_sca).transpose(1, 2).reshape(b, c, h, w)
+        beta = self.beta(x_sca).transpose(1, 2).reshape(b, c, h, w)
+        out = (1 + gamma) * self.norm(x) + beta
+        if self.has_noise and noise_mode != "none":
+            if noise_mode == "const":
+                noise = self.noise_const.to(out.dtype)
+            else:  # drawn W-major like the reference, so a shared seed gives the same noise
+                noise = torch.randn(b, w, h, 1, device=x.device, dtype=out.dtype).transpose(1, 3)
+            out = out + self.noise_strength.view(1, -1, 1, 1).to(out.dtype) * noise
+        return F.leaky_relu(out, 0.2), z
+
+
+class SCAMBlock(nn.Module):
+    """Two modulated convolutions with an upsampling between, plus a skip-architecture ToRGB."""
+
+    def __init__(self, config: ModelConfig, in_ch: int, out_ch: int,
+                 in_size: tuple[int, int], out_size: tuple[int, int], last: bool) -> None:
+        super().__init__()
+        mid = min(in_ch, out_ch)
+        self.out_size = out_size
+        self.mod0 = SCAMOperation(config, in_ch, duplex=True, noise_size=in_size)
+        self.conv0 = nn.Conv2d(in_ch, mid, 3, padding=1)
+        self.mod1 = SCAMOperation(config, mid, duplex=True, noise_size=out_size)
+        self.conv1 = nn.Conv2d(mid, out_ch, 3, padding=1)
+        self.torgb_mod = None if last else SCAMOperation(config, out_ch, duplex=False, noise_size=None)
+        self.torgb = nn.Conv2d(out_ch, 3, 1)
+
+    def _up(self, t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=self.out_size, mode="nearest")
+
+    def forward(self, x: torch.Tensor, mask_at: MaskAt, z: torch.Tensor,
+                rgb: torch.Tensor | None, noise_mode: str
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dx, z = self.mod0(x, mask_at(tuple(x.shape[-2:])), z, noise_mode)
+        dx = self._up(self.conv0(F.leaky_relu(dx, 0.2)))
+        dx, z = self.mod1(dx, mask_at(self.out_size), z, noise_mode)
+        dx = self.conv1(F.leaky_relu(dx, 0.2))
+        y = dx
+        if self.torgb_mod is not None:
+            y, _ = self.torgb_mod(dx, mask_at(self.out_size), z, noise_mode)
+        out_rgb = self.torgb(y)
+        if rgb is not None:
+            out_rgb = out_rgb + self._up(rgb)
+        return dx, z, out_rgb
+
+
+class SCAMGenerator(nn.Module):
+    """`generator(mask, latents) -> image` in [-1, 1], `B×3×H×W` at the config's size.
+
+    `noise_mode` (attribute, or per call): `random` for training, `const` for deterministic
+    inference and export (the `noise_const` buffers travel with the weights), `none`.
+    """
+
+    def __init__(self, config: ModelConfig, noise_mode: str = "random") -> None:
+        super().__init__()
+        self.config = config
+        self.noise_mode = noise_mode
+        nf, n_blocks = config.gen_nf, config.gen_blocks
+        self.first_conv = nn.Conv2d(config.num_labels, 16 * nf, 3, padding=1)
+        channels = [16 * nf] * (n_blocks - 3) + [8 * nf, 4 * nf, 2 * nf, nf]
+        h0, w0 = config.start_size
+        blocks = []
+        for i in range(n_blocks):
+            last = i == n_blocks - 1
+            in_size = (h0 * 2 ** i, w0 * 2 ** i)
+            out_size = (config.height, config.width) if last else (2 * in_size[0], 2 * in_size[1])
+            blocks.append(SCAMBlock(config, channels[i], channels[i + 1], in_size, out_size, last))
+        self.blocks = nn.ModuleList(blocks)
+        self.register_buffer("assignment", assignment_matrix(config), persistent=False)
+
+    @property
+    def noise_mode(self) -> str:
+        return self._noise_mode
+
+    @noise_mode.setter
+    def noise_mode(self, mode: str) -> None:
+        if mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {mode!r}")
+        self._noise_mode = mode
+
+    def forward(self, mask: torch.Tensor, latents: torch.Tensor,
+                noise_mode: str | None = None) -> torch.Tensor:
+        cfg = self.config
+        check_mask(mask, cfg, None, (cfg.height, cfg.width))
+        check_latents(latents, cfg, mask.shape[0])
+        if noise_mode is None:
+            noise_mode = self.noise_mode
+        elif noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
+        mask = mask.to(latents.dtype)
+        cache: dict[tuple[int, int], torch.Tensor] = {}
+
+        def mask_at(size: tuple[int, int]) -> torch.Tensor:
+            if size not in cache:
+                cache[size] = expand_mask(resize_mask(mask, size), self.assignment)
+            return cache[size]
+
+        x = self.first_conv(resize_mask(mask, cfg.start_size))
+        z, rgb = latents, None
+        for block in self.blocks:
+            x, z, rgb = block(x, mask_at, z, rgb, noise_mode)
+        return torch.tanh(rgb)
