@@ -7,8 +7,17 @@ from torch import nn
 from .attention import SATBlock
 from .config import ModelConfig
 from .layout import assignment_matrix, expand_mask, latent_block_mask, resize_mask
-from .posemb import add_posemb, concat_posemb
+from .posemb import add_posemb, concat_posemb, sinusoidal_table
 from .validation import check_mask
+
+
+def level_sizes(config: ModelConfig) -> list[tuple[int, int]]:
+    """Map size of each pyramid level (3×3 convolutions, stride 2, padding 1: ceil(n / 2))."""
+    sizes = [(config.height, config.width)]
+    for _ in range(1, config.enc_blocks):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
 
 
 class EncoderBlock(nn.Module):
@@ -43,20 +52,24 @@ class SATEncoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(config, c) for c in level_channels)
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
         self.register_buffer("block_mask", latent_block_mask(config), persistent=False)
+        for i, (c, (h, w)) in enumerate(zip([config.enc_posemb_dim] + level_channels[1:], level_sizes(config))):
+            self.register_buffer(f"posemb{i}", sinusoidal_table(c, h, w), persistent=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be B×3×H×W, got {tuple(image.shape)}")
-        check_mask(mask, self.config, image.shape[0], tuple(image.shape[-2:]))
+        size = (self.config.height, self.config.width)
+        if image.dim() != 4 or image.shape[1] != 3 or tuple(image.shape[-2:]) != size:
+            raise ValueError(f"image must be B×3×{size[0]}×{size[1]}, got {tuple(image.shape)}")
+        check_mask(mask, self.config, image.shape[0], size)
         mask = mask.to(image.dtype)
         z = self.latents.unsqueeze(0).expand(image.shape[0], -1, -1)
         feats = image
         for i, block in enumerate(self.blocks):
+            table = getattr(self, f"posemb{i}")
             if i == 0:
-                tokens = concat_posemb(feats, self.config.enc_posemb_dim)
+                tokens = concat_posemb(feats, table)
             else:
                 feats = self.convs[i - 1](feats)
-                tokens = add_posemb(feats)
+                tokens = add_posemb(feats, table)
             level_mask = expand_mask(resize_mask(mask, tuple(feats.shape[-2:])), self.assignment)
             z = block(z, tokens.flatten(2).transpose(1, 2), level_mask, self.block_mask)
         return z

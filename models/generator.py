@@ -1,35 +1,45 @@
 """SCAM generator: one-hot mask + latents -> image, modulated by semantic cross attention."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SATBlock, SemanticCrossAttention
+from .attention import SATBlock, SemanticCrossAttention, label_sparse_attention
 from .config import ModelConfig
 from .layout import assignment_matrix, expand_mask, resize_mask
-from .posemb import add_posemb
+from .posemb import add_posemb, sinusoidal_table
 from .validation import check_latents, check_mask
 
 NOISE_MODES = ("random", "const", "none")
-MaskAt = Callable[[tuple[int, int]], torch.Tensor]
-"""Returns the latents' `B×m×(h·w)` mask at a feature-map size."""
+ATTENTION_PATHS = ("dense", "sparse")
+
+
+class LevelMask(NamedTuple):
+    """The label map at one feature-map size, in the forms the attention paths need."""
+    latents: torch.Tensor               # B×m×(h·w) float: latent j may see pixel p
+    pixel_labels: torch.Tensor | None   # B×(h·w) label ids (label-sparse path only)
+
+
+MaskAt = Callable[[tuple[int, int]], LevelMask]
 
 
 class SCAMOperation(nn.Module):
     """Modulates a map with its label's latents; duplex also updates the latents (SAT).
 
-    `noise_size` is the map size of this layer; given, the layer adds per-pixel noise
-    scaled per channel, and keeps a fixed `noise_const` draw for deterministic inference.
+    With `noise`, the layer adds per-pixel noise scaled per channel, and keeps a fixed
+    `noise_const` draw of its map size for deterministic inference.
     """
 
-    def __init__(self, config: ModelConfig, channels: int, duplex: bool,
-                 noise_size: tuple[int, int] | None) -> None:
+    def __init__(self, config: ModelConfig, channels: int, size: tuple[int, int], duplex: bool,
+                 noise: bool) -> None:
         super().__init__()
         d, a, h, m = config.latent_dim, config.attn_dim, config.heads, config.num_latents
         self.duplex = duplex
+        self.group = config.latents_per_label
+        self.attention_path = "dense"
         if duplex:
             self.latent_update = SATBlock(d, m, channels, a, h)
         else:
@@ -38,17 +48,21 @@ class SCAMOperation(nn.Module):
         self.gamma = nn.Linear(channels, channels)
         self.beta = nn.Linear(channels, channels)
         self.norm = nn.InstanceNorm2d(channels, affine=False, eps=1e-5)
-        self.has_noise = noise_size is not None
-        if noise_size is not None:
+        self.has_noise = noise
+        if noise:
             self.noise_strength = nn.Parameter(torch.zeros(channels))
-            self.register_buffer("noise_const", torch.randn(1, 1, *noise_size))
+            self.register_buffer("noise_const", torch.randn(1, 1, *size))
+        self.register_buffer("posemb", sinusoidal_table(channels, *size), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+    def forward(self, x: torch.Tensor, mask: LevelMask, z: torch.Tensor,
                 noise_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
-        tokens = add_posemb(x).flatten(2).transpose(1, 2)
-        z = self.latent_update(z, tokens, mask) if self.duplex else self.latent_update(z)
-        x_sca = self.pixel_attention(tokens, z, mask.transpose(1, 2))
+        tokens = add_posemb(x, self.posemb).flatten(2).transpose(1, 2)
+        z = self.latent_update(z, tokens, mask.latents) if self.duplex else self.latent_update(z)
+        if mask.pixel_labels is not None:
+            x_sca = label_sparse_attention(self.pixel_attention, tokens, z, mask.pixel_labels, self.group)
+        else:
+            x_sca = self.pixel_attention(tokens, z, mask.latents.transpose(1, 2))
         gamma = self.gamma(x_sca).transpose(1, 2).reshape(b, c, h, w)
         beta = self.beta(x_sca).transpose(1, 2).reshape(b, c, h, w)
         out = (1 + gamma) * self.norm(x) + beta
@@ -69,11 +83,11 @@ class SCAMBlock(nn.Module):
         super().__init__()
         mid = min(in_ch, out_ch)
         self.out_size = out_size
-        self.mod0 = SCAMOperation(config, in_ch, duplex=True, noise_size=in_size)
+        self.mod0 = SCAMOperation(config, in_ch, in_size, duplex=True, noise=True)
         self.conv0 = nn.Conv2d(in_ch, mid, 3, padding=1)
-        self.mod1 = SCAMOperation(config, mid, duplex=True, noise_size=out_size)
+        self.mod1 = SCAMOperation(config, mid, out_size, duplex=True, noise=True)
         self.conv1 = nn.Conv2d(mid, out_ch, 3, padding=1)
-        self.torgb_mod = None if last else SCAMOperation(config, out_ch, duplex=False, noise_size=None)
+        self.torgb_mod = None if last else SCAMOperation(config, out_ch, out_size, duplex=False, noise=False)
         self.torgb = nn.Conv2d(out_ch, 3, 1)
 
     def _up(self, t: torch.Tensor) -> torch.Tensor:
@@ -100,9 +114,13 @@ class SCAMGenerator(nn.Module):
 
     `noise_mode` (attribute, or per call): `random` for training, `const` for deterministic
     inference and export (the `noise_const` buffers travel with the weights), `none`.
+    `attention_path`: how pixels attend latents: `dense` (masked, the reference's form) or
+    `sparse` (each pixel gathers only its label's latents; needs `latents_bg ==
+    latents_per_label`); both compute the same function.
     """
 
-    def __init__(self, config: ModelConfig, noise_mode: str = "random") -> None:
+    def __init__(self, config: ModelConfig, noise_mode: str = "random",
+                 attention_path: str = "dense") -> None:
         super().__init__()
         self.config = config
         self.noise_mode = noise_mode
@@ -118,6 +136,19 @@ class SCAMGenerator(nn.Module):
             blocks.append(SCAMBlock(config, channels[i], channels[i + 1], in_size, out_size, last))
         self.blocks = nn.ModuleList(blocks)
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
+        self.attention_path = attention_path
+
+    @property
+    def attention_path(self) -> str:
+        return self._attention_path
+
+    @attention_path.setter
+    def attention_path(self, path: str) -> None:
+        if path not in ATTENTION_PATHS:
+            raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
+        if path == "sparse" and self.config.latents_bg != self.config.latents_per_label:
+            raise ValueError("the label-sparse path needs as many background latents as latents per label")
+        self._attention_path = path
 
     @property
     def noise_mode(self) -> str:
@@ -139,11 +170,14 @@ class SCAMGenerator(nn.Module):
         elif noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
         mask = mask.to(latents.dtype)
-        cache: dict[tuple[int, int], torch.Tensor] = {}
+        sparse = self.attention_path == "sparse"
+        cache: dict[tuple[int, int], LevelMask] = {}
 
-        def mask_at(size: tuple[int, int]) -> torch.Tensor:
+        def mask_at(size: tuple[int, int]) -> LevelMask:
             if size not in cache:
-                cache[size] = expand_mask(resize_mask(mask, size), self.assignment)
+                level = resize_mask(mask, size)
+                ids = level.argmax(dim=1).flatten(1) if sparse else None
+                cache[size] = LevelMask(expand_mask(level, self.assignment), ids)
             return cache[size]
 
         x = self.first_conv(resize_mask(mask, cfg.start_size))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models import SATBlock, SemanticCrossAttention
-from models.posemb import add_posemb, concat_posemb
+from models.posemb import add_posemb, concat_posemb, sinusoidal_table
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,10 @@ def _linear(prefix_ours, prefix_golden, g):
 
 
 def test_posemb_concat_and_add(golden):
-    assert torch.equal(concat_posemb(golden["posemb_concat40_in"], 40), golden["posemb_concat40_out"])
-    assert torch.equal(add_posemb(golden["posemb_add32_in"]), golden["posemb_add32_out"])
+    x = golden["posemb_concat40_in"]
+    assert torch.equal(concat_posemb(x, sinusoidal_table(40, *x.shape[-2:])), golden["posemb_concat40_out"])
+    x = golden["posemb_add32_in"]
+    assert torch.equal(add_posemb(x, sinusoidal_table(32, *x.shape[-2:])), golden["posemb_add32_out"])
 
 
 def test_sca_matches_reference(golden):

@@ -48,7 +48,7 @@ def test_wrong_inputs_are_refused():
     image, mask = random_batch(c, 1)
     with pytest.raises(ValueError, match="one-hot B×3×H×W"):
         enc(image, mask[:, :2])
-    with pytest.raises(ValueError, match="image must be"):
+    with pytest.raises(ValueError, match="image must be B×3×128×128"):
         enc(image[:, :1], mask)
     with pytest.raises(ValueError, match="latents must be"):
         gen(mask, torch.zeros(1, c.num_latents + 1, c.latent_dim))

@@ -1,0 +1,165 @@
+"""Checkpoint -> bundle folder: graphs, checks, parity, manifest; atomic on the final name."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from models import ModelConfig, latent_layout, load_checkpoint, one_hot
+from scam_runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, sha256_file
+
+from .graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx
+from .parity import ParityReport, check_parity
+
+DEFAULT_OPSET = 18
+NORMALISATION = {
+    "image_in": "float32 RGB, B×3×H×W, value = uint8 / 127.5 - 1 (range [-1, 1])",
+    "image_out": "float32 RGB, B×3×H×W in [-1, 1]; uint8 = round((value + 1) * 127.5)",
+    "labels": "int32 label ids, B×H×W, 0 = background",
+}
+
+
+class ParityError(RuntimeError):
+    """The exported graphs disagree with the checkpoint beyond the tolerance."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    max_batch: int = 8
+    precision: str = "fp32"
+    noise: str = "const"
+    attention: str = "auto"    # dense | sparse | auto
+
+
+def choose_attention(config: ModelConfig, requested: str) -> str:
+    """`auto` takes the label-sparse path wherever the layout allows it (bench/export.py)."""
+    if requested != "auto":
+        return requested
+    return "sparse" if config.latents_bg == config.latents_per_label else "dense"
+
+
+def _graph_io(model: onnx.ModelProto) -> dict[str, list[dict]]:
+    def spec(v: onnx.ValueInfoProto) -> dict:
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in t.shape.dim]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        return {"name": v.name, "shape": shape, "dtype": dtype}
+    return {"inputs": [spec(v) for v in model.graph.input], "outputs": [spec(v) for v in model.graph.output]}
+
+
+def check_graph(path: Path) -> onnx.ModelProto:
+    """Full checker and strict shape inference, on the file as saved."""
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
+    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise RuntimeError(f"{path.name} has external data; expected a single file")
+    return model
+
+
+def _versions() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+    return {"scam": version("scam"), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def export_bundle(ckpt: Path, out: Path, options: ExportOptions = ExportOptions(), force: bool = False,
+                  log: Callable[[str], None] = print) -> dict:
+    """Write the bundle for `ckpt` at `out` and return its manifest.
+
+    Everything is built in a temporary sibling folder and renamed into place only once
+    parity passed; on any error nothing is left under `out`.
+    Raises `models.CheckpointError`, `ParityError`, `OSError`, `FileExistsError`.
+    """
+    config, encoder, generator = load_checkpoint(ckpt, noise_mode=options.noise)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: already exists (use --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"{out.parent}: not writable")
+    path = choose_attention(config, options.attention)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        manifest = _build(ckpt, tmp, config, encoder, generator, options, path, log)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, options: ExportOptions,
+           attention_path: str, log: Callable[[str], None]) -> dict:
+    batch = 2
+    torch.manual_seed(0)
+    image = torch.rand(batch, 3, config.height, config.width) * 2 - 1
+    labels = torch.randint(0, config.num_labels, (batch, config.height, config.width), dtype=LABEL_DTYPE)
+    with torch.no_grad():
+        latents = encoder(image, one_hot(labels.long(), config.num_labels))
+    generator.attention_path = attention_path
+    graphs = {}
+    for name, graph, example in (
+            ("encoder", EncoderGraph(encoder, options.precision), (image, labels)),
+            ("generator", GeneratorGraph(generator, options.precision), (labels, latents))):
+        log(f"exporting {name} ({options.precision}, opset {options.opset}, attention {attention_path})...")
+        target = folder / f"{name}.onnx"
+        export_onnx(graph, example, target, options.opset, options.max_batch)
+        graphs[name] = {"file": target.name, **_graph_io(check_graph(target))}
+    log("checking parity against the checkpoint in PyTorch...")
+    generator.attention_path = "dense"  # the reference's form
+    report = check_parity(folder / "encoder.onnx", folder / "generator.onnx", encoder, generator,
+                          options.precision)
+    log(f"parity: latents max abs {report.encoder_latents_max_abs:.2e}, generator "
+        f"{report.generator_psnr_db:.1f} dB, end to end {report.end_to_end_psnr_db:.1f} dB "
+        f"(minimum {report.min_psnr_db:.0f} dB)")
+    if not report.passed:
+        raise ParityError(f"{ckpt}: parity check failed: generator {report.generator_psnr_db:.1f} dB, "
+                          f"end to end {report.end_to_end_psnr_db:.1f} dB < {report.min_psnr_db:.0f} dB")
+    manifest = _manifest(ckpt, folder, config, options, attention_path, graphs, report)
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _manifest(ckpt: Path, folder: Path, config: ModelConfig, options: ExportOptions, attention_path: str,
+              graphs: dict, report: ParityReport) -> dict:
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "labels": [{"id": i, "name": n} for i, n in enumerate(config.labels)],
+        "latent_layout": {k: [v.start, v.stop] for k, v in latent_layout(config).items()},
+        "num_latents": config.num_latents,
+        "latent_dim": config.latent_dim,
+        "resolution": {"height": config.height, "width": config.width},
+        "normalisation": NORMALISATION,
+        "noise": options.noise,
+        "precision": options.precision,
+        "attention_path": attention_path,
+        "max_batch": options.max_batch,
+        "opset": options.opset,
+        "graphs": graphs,
+        "files": {g["file"]: sha256_file(folder / g["file"]) for g in graphs.values()},
+        "source": {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt), "config": config.to_dict()},
+        "exporter": _versions(),
+        "parity": report.to_dict(),
+    }
