@@ -1,7 +1,7 @@
 """Every hyper-parameter of the SCAM networks, in one serialisable dataclass."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
 PRESETS = ("paper", "small")
@@ -87,13 +87,12 @@ class ModelConfig:
         generator/discriminator channels; the largest variant measured to train at ≥ 1
         image/s at 256×170 on a 2-core CPU (see README)."""
         if name == "paper":
-            base = cls(labels=tuple(labels), height=height, width=width)
+            values: dict[str, Any] = {}
         elif name == "small":
-            base = cls(labels=tuple(labels), height=height, width=width,
-                       latent_dim=128, attn_dim=128, gen_nf=32, disc_nf=32)
+            values = dict(latent_dim=128, attn_dim=128, gen_nf=32, disc_nf=32)
         else:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return replace(base, **overrides) if overrides else base
+        return cls(labels=tuple(labels), height=height, width=width, **{**values, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str, int, bool, list) that `torch.load(weights_only=True)` accepts."""

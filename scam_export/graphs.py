@@ -1,6 +1,7 @@
 """Export-ready wrappers: integer label maps in, one-hot expansion inside the graph."""
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def export_onnx(graph: EncoderGraph | GeneratorGraph, example: tuple[torch.Tenso
     if example[0].shape[0] < 2:
         raise ValueError("export with an example batch of at least 2, so batch stays symbolic")
     batch = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision ops
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

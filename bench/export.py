@@ -1,0 +1,96 @@
+"""ONNX Runtime (CPU) latency of the exported graphs against PyTorch eager, same checkpoint,
+same threads, same run; dense vs label-sparse pixel attention; fp32 and fp16.
+
+    python bench/export.py [--preset small] [--labels 3 19] [--height 256 --width 170]
+
+Random-weight checkpoints (latency does not depend on the weights); batch 1; median of
+`--repeats` runs after a warm-up. Ratios > 1 mean ONNX Runtime is faster than eager.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models import ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
+from scam_export.graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx  # noqa: E402
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def ort_session(path: Path, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--labels", type=int, nargs="+", default=[3, 19])
+    ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--width", type=int, default=170)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-fp16", action="store_true", help="skip the fp16 graphs")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# {args.preset} preset, {args.height}x{args.width}, batch 1, CPU {args.threads} threads, "
+          f"torch {torch.__version__}, onnxruntime {ort.__version__}")
+    print("| labels | graph | path | precision | eager (ms) | ORT (ms) | eager / ORT |")
+    print("|---|---|---|---|---|---|---|")
+    tmp = Path(tempfile.mkdtemp(prefix="scam-bench-"))
+    for n in args.labels:
+        labels = ["background"] + [f"label{i}" for i in range(1, n)]
+        c = ModelConfig.preset(args.preset, labels=labels, height=args.height, width=args.width)
+        torch.manual_seed(0)
+        enc, gen = SATEncoder(c).eval(), SCAMGenerator(c, noise_mode="const").eval()
+        image = torch.rand(2, 3, c.height, c.width) * 2 - 1
+        ids = torch.randint(0, n, (2, c.height, c.width), dtype=LABEL_DTYPE)
+        mask = one_hot(ids.long(), n)
+        with torch.no_grad():
+            z = enc(image, mask)
+        feeds_enc = {"image": image[:1].numpy(), "labels": ids[:1].numpy()}
+        feeds_gen = {"labels": ids[:1].numpy(), "latents": z[:1].numpy()}
+        precisions = ["fp32"] if args.no_fp16 else ["fp32", "fp16"]
+        with torch.no_grad():
+            eager_enc = median_time(lambda: enc(image[:1], mask[:1]), args.repeats)
+        for precision in precisions:
+            path = tmp / f"enc{n}_{precision}.onnx"
+            export_onnx(EncoderGraph(enc, precision), (image, ids), path, 18, 8)
+            sess = ort_session(path, args.threads)
+            t = median_time(lambda: sess.run(None, feeds_enc), args.repeats)
+            print(f"| {n} | encoder | - | {precision} | {eager_enc * 1e3:.0f} | {t * 1e3:.0f} | "
+                  f"{eager_enc / t:.2f} |", flush=True)
+        for attention in ("dense", "sparse"):
+            gen.attention_path = attention
+            with torch.no_grad():
+                eager = median_time(lambda: gen(mask[:1], z[:1]), args.repeats)
+            for precision in precisions:
+                path = tmp / f"gen{n}_{attention}_{precision}.onnx"
+                export_onnx(GeneratorGraph(gen, precision), (ids, z), path, 18, 8)
+                sess = ort_session(path, args.threads)
+                t = median_time(lambda: sess.run(None, feeds_gen), args.repeats)
+                print(f"| {n} | generator | {attention} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
+                      f"{eager / t:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

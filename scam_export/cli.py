@@ -1,0 +1,105 @@
+"""`scam-export`: checkpoint -> verified bundle (`scam-export --ckpt model.pt`), and
+`scam-export trt BUNDLE` to add TensorRT engines to an existing bundle."""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from . import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"scam-export: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(action: Callable[[], None], debug: bool) -> None:
+    """Map the exporter's failures to one line and a distinct exit code."""
+    from models import CheckpointError
+    from scam_runtime.bundle import BundleError
+
+    from .bundle import ParityError
+    from .trt import TensorRTUnavailable
+    try:
+        action()
+    except TensorRTUnavailable as exc:
+        _fail(f"TensorRT engines not built: {exc}", EXIT_TRT_UNAVAILABLE, debug)
+    except (CheckpointError, BundleError) as exc:
+        _fail(str(exc), EXIT_BAD_CHECKPOINT, debug)
+    except ParityError as exc:
+        _fail(str(exc), EXIT_PARITY, debug)
+    except (FileExistsError, PermissionError, OSError) as exc:
+        _fail(f"cannot write the bundle: {exc}", EXIT_UNWRITABLE, debug)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written under the output name", 130, debug)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), help="checkpoint (model.pt) to export")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              help="bundle folder [default: next to the checkpoint, <name>.bundle]")
+@click.option("--opset", type=click.IntRange(17, 20), default=18, show_default=True,
+              help="ONNX opset (17..20: LayerNormalization needs 17, TensorRT 10 reads up to 20)")
+@click.option("--max-batch", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--noise", type=click.Choice(["const", "none"]), default="const", show_default=True,
+              help="generator noise baked into the graph")
+@click.option("--attention", type=click.Choice(["auto", "dense", "sparse"]), default="auto", show_default=True,
+              help="pixel->latent attention path (auto: label-sparse where the layout allows)")
+@click.option("--trt", "build_trt", is_flag=True, help="also build TensorRT engines (needs an NVIDIA GPU)")
+@click.option("--trt-workspace", default="4G", show_default=True, help="TensorRT workspace limit")
+@click.option("--force", is_flag=True, help="replace an existing bundle")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.pass_context
+def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int, max_batch: int,
+         precision: str, noise: str, attention: str, build_trt: bool, trt_workspace: str,
+         force: bool, debug: bool) -> None:
+    """Export a SCAM checkpoint to a verified ONNX (and TensorRT) bundle."""
+    ctx.obj = {"debug": debug}
+    if ctx.invoked_subcommand is not None:
+        return
+    if ckpt is None:
+        raise click.UsageError("--ckpt is required (or use a subcommand: scam-export trt BUNDLE)")
+    from .bundle import ExportOptions, export_bundle
+    from .trt import build_engines, parse_size
+    try:
+        workspace = parse_size(trt_workspace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trt-workspace")
+    out = output or ckpt.with_name(f"{ckpt.stem}.bundle")
+    options = ExportOptions(opset=opset, max_batch=max_batch, precision=precision, noise=noise,
+                            attention=attention)
+
+    def action() -> None:
+        export_bundle(ckpt, out, options, force=force, log=_log)
+        _log(f"bundle written: {out}")
+        if build_trt:
+            build_engines(out, max_batch, workspace, log=_log)
+
+    _run(action, debug)
+
+
+@main.command("trt")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--max-batch", type=click.IntRange(1, 256), default=None, help="[default: the bundle's]")
+@click.option("--trt-workspace", default="4G", show_default=True, help="TensorRT workspace limit")
+@click.pass_context
+def trt_command(ctx: click.Context, bundle: Path, max_batch: int | None, trt_workspace: str) -> None:
+    """Build TensorRT engines for BUNDLE on this machine's GPU."""
+    from .trt import build_engines, parse_size
+    try:
+        workspace = parse_size(trt_workspace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--trt-workspace")
+    _run(lambda: _log(f"engines written: {build_engines(bundle, max_batch, workspace, log=_log)}"),
+         ctx.obj["debug"])

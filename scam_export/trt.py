@@ -1,0 +1,116 @@
+"""TensorRT engines from a bundle's ONNX graphs (TensorRT 10+ Python API, strongly typed)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from scam_runtime.bundle import Bundle, sha256_file
+
+
+class TensorRTUnavailable(RuntimeError):
+    """No TensorRT Python package, or no CUDA GPU to build for."""
+
+
+def parse_size(text: str) -> int:
+    """'4G', '512M', '1073741824' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 4G or 512M)")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def _gpu() -> tuple[str, tuple[int, int]]:
+    import torch
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("no CUDA GPU is available to build TensorRT engines for")
+    return torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)
+
+
+def _tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise TensorRTUnavailable("the TensorRT Python package is not installed (pip install tensorrt)") from exc
+    if int(tensorrt.__version__.split(".")[0]) < 10:
+        raise TensorRTUnavailable(f"TensorRT {tensorrt.__version__} found; scam needs TensorRT 10 or newer")
+    return tensorrt
+
+
+def engine_folder(bundle: Path, gpu: str, cc: tuple[int, int], trt_version: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
+    return bundle / "trt" / f"{slug}_sm{cc[0]}{cc[1]}_trt{trt_version}"
+
+
+def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int = 4 << 30,
+                  log: Callable[[str], None] = print) -> Path:
+    """Build encoder and generator engines; returns their folder. Raises `TensorRTUnavailable`."""
+    trt = _tensorrt()
+    gpu, cc = _gpu()
+    bundle = Bundle.load(bundle_dir)
+    max_batch = max_batch or int(bundle.manifest.get("max_batch", 8))
+    folder = engine_folder(bundle_dir, gpu, cc, trt.__version__)
+    folder.mkdir(parents=True, exist_ok=True)
+    cache_path = bundle_dir / "trt" / "timing.cache"
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    cache_bytes = cache_path.read_bytes() if cache_path.exists() else b""
+    engines = {}
+    for spec in (bundle.encoder, bundle.generator):
+        name = Path(spec.file).stem
+        started = time.monotonic()
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(bundle_dir / spec.file)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"{spec.file}: TensorRT could not parse the graph: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+        cache = config.create_timing_cache(cache_bytes)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        config.progress_monitor = _progress_monitor(trt, name, log)
+        profile = builder.create_optimization_profile()
+        for t in spec.inputs:
+            dims = [d for d in t.shape[1:]]
+            profile.set_shape(t.name, [1, *dims], [max(1, max_batch // 2), *dims], [max_batch, *dims])
+        config.add_optimization_profile(profile)
+        log(f"building TensorRT engine for {name} (batch 1..{max_batch}); this can take minutes...")
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise RuntimeError(f"{spec.file}: TensorRT engine build failed (see the log above)")
+        target = folder / f"{name}.engine"
+        tmp = target.with_suffix(".engine.tmp")
+        tmp.write_bytes(bytes(serialized))
+        os.replace(tmp, target)
+        cache_bytes = bytes(cache.serialize())
+        engines[target.name] = {"sha256": sha256_file(target), "seconds": round(time.monotonic() - started, 1)}
+        log(f"{target} written in {engines[target.name]['seconds']} s")
+    cache_path.write_bytes(cache_bytes)
+    (folder / "build.json").write_text(json.dumps({
+        "gpu": gpu, "compute_capability": f"{cc[0]}.{cc[1]}", "tensorrt": trt.__version__,
+        "max_batch": max_batch, "workspace_bytes": workspace, "precision": bundle.precision,
+        "bundle_files": bundle.manifest["files"], "engines": engines}, indent=2) + "\n")
+    return folder
+
+
+def _progress_monitor(trt: Any, name: str, log: Callable[[str], None]) -> Any:
+    """Logs each top-level build phase, so a minutes-long build shows it is alive."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is None:
+                log(f"  {name}: {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # keep building
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+    return Monitor()

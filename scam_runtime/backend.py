@@ -1,0 +1,80 @@
+"""One inference-session abstraction over ONNX Runtime's execution providers.
+
+`provider="cuda"` means CUDA or an error: nothing falls back silently unless the caller
+opts in with `allow_fallback=True`, and the provider actually used is always reported.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class ProviderUnavailable(RuntimeError):
+    """The requested execution provider is not usable on this machine."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    provider: str = "cpu"          # cpu | cuda | tensorrt
+    allow_fallback: bool = False   # if the provider is missing, use the next one down (reported)
+    threads: int = 0               # CPU intra-op threads; 0 = ONNX Runtime's default
+
+
+def available_providers() -> list[str]:
+    """Our names of the providers this onnxruntime build offers."""
+    offered = set(ort.get_available_providers())
+    return [name for name, ep in PROVIDERS.items() if ep in offered]
+
+
+def resolve_providers(options: BackendOptions) -> list[str]:
+    """ONNX Runtime's provider list for `options` (CPU last, for nodes a GPU provider lacks),
+    or `ProviderUnavailable` when the requested provider is missing and fallback is off."""
+    if options.provider not in PROVIDERS:
+        raise ProviderUnavailable(f"unknown provider {options.provider!r}; choose one of {', '.join(PROVIDERS)}")
+    available = available_providers()
+    chain = {"tensorrt": ["tensorrt", "cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[options.provider]
+    if options.provider not in available:
+        if not options.allow_fallback:
+            raise ProviderUnavailable(
+                f"execution provider '{options.provider}' is not available in this onnxruntime build "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu, or allow fallback "
+                f"(allow_fallback=True, --allow-fallback)")
+        chain = [p for p in chain if p in available]
+    return [PROVIDERS[p] for p in chain]
+
+
+class OnnxSession:
+    """A session created once and reused; `run` is safe to call from several threads."""
+
+    def __init__(self, path: Path, options: BackendOptions) -> None:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+            so.inter_op_num_threads = 1
+        providers = resolve_providers(options)
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        active = self.session.get_providers()[0]
+        if active != PROVIDERS[options.provider] and not options.allow_fallback:
+            raise ProviderUnavailable(f"{path.name}: '{options.provider}' could not be initialised "
+                                      f"(onnxruntime chose {active}); pass --allow-fallback to accept that")
+        self.provider = next(name for name, ep in PROVIDERS.items() if ep == active)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._lock = threading.Lock()
+
+    def run(self, **inputs: np.ndarray) -> np.ndarray:
+        missing = set(self.input_names) - set(inputs)
+        if missing:
+            raise ValueError(f"missing inputs: {', '.join(sorted(missing))}")
+        with self._lock:  # one run at a time per session keeps memory bounded and order stable
+            return self.session.run(None, {k: inputs[k] for k in self.input_names})[0]
