@@ -45,3 +45,47 @@ def small_bundle(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("small_bundle")
     ckpt = make_checkpoint(folder / "model.pt")
     return export_bundle(ckpt, folder / "model.bundle", ExportOptions(), log=lambda m: None) and folder / "model.bundle"
+
+
+def make_video(path: Path, n: int = 12, size: tuple[int, int] = (96, 128), fps: int = 12,
+               audio: bool = True) -> list:
+    """A lossless (FFV1, RGB) synthetic clip with an AAC track; returns its RGB frames."""
+    import av
+    import numpy as np
+    h, w = size
+    frames = []
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "bgr0"
+        a = c.add_stream("aac", rate=16000) if audio else None
+        if a is not None:
+            a.layout = "mono"
+        for i in range(n):
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., 0] = (i * 20) % 255
+            img[..., 1] = (np.arange(w)[None] * 2) % 255
+            img[..., 2] = (np.arange(h)[:, None] * 2) % 255
+            img[h // 4: 3 * h // 4, w // 3 + i: 2 * w // 3 + i] = 200
+            frames.append(img)
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="bgr0")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        if a is not None:
+            samples = int(16000 * n / fps)
+            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 16000)).astype(np.float32)[None]
+            for s0 in range(0, samples, 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, s0:s0 + 1024]), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 16000, s0
+                c.mux(a.encode(af))
+            c.mux(a.encode(None))
+    return frames
+
+
+def person_labels(h: int, w: int, shift: int = 0):
+    """A body rectangle with a face on top, shifted right by `shift` px."""
+    import numpy as np
+    lab = np.zeros((h, w), np.uint8)
+    lab[h // 4: 3 * h // 4, w // 3 + shift: 2 * w // 3 + shift] = 2
+    lab[h // 4: h // 4 + h // 8, w // 3 + shift + 4: 2 * w // 3 + shift - 4] = 1
+    return lab

@@ -1,0 +1,77 @@
+"""Frames of any size and aspect to the model's resolution and back.
+
+`letterbox` (default) scales the whole frame to fit and pads (image black, labels
+background): every plate pixel can be replaced. `crop` scales to fill and cuts the
+overflow centrally: more model pixels on the subject, but plate pixels outside the crop
+keep the plate whatever the composite mode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+FIT_MODES = ("letterbox", "crop")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Where the frame lands in the model's `model_h × model_w` canvas."""
+    frame_h: int
+    frame_w: int
+    model_h: int
+    model_w: int
+    scaled_h: int      # the frame once scaled
+    scaled_w: int
+    top: int           # offset of the scaled frame in the canvas (negative when cropping)
+    left: int
+
+    @classmethod
+    def compute(cls, frame_hw: tuple[int, int], model_hw: tuple[int, int], mode: str = "letterbox") -> "Fit":
+        if mode not in FIT_MODES:
+            raise ValueError(f"fit must be one of {', '.join(FIT_MODES)}, got {mode!r}")
+        (fh, fw), (mh, mw) = frame_hw, model_hw
+        scale = (min if mode == "letterbox" else max)(mh / fh, mw / fw)
+        sh, sw = max(1, round(fh * scale)), max(1, round(fw * scale))
+        return cls(fh, fw, mh, mw, sh, sw, (mh - sh) // 2, (mw - sw) // 2)
+
+    def _place(self, scaled: np.ndarray, fill: float | int) -> np.ndarray:
+        canvas = np.full((self.model_h, self.model_w, *scaled.shape[2:]), fill, dtype=scaled.dtype)
+        y0, x0 = max(self.top, 0), max(self.left, 0)
+        sy0, sx0 = max(-self.top, 0), max(-self.left, 0)
+        h = min(self.model_h - y0, self.scaled_h - sy0)
+        w = min(self.model_w - x0, self.scaled_w - sx0)
+        canvas[y0:y0 + h, x0:x0 + w] = scaled[sy0:sy0 + h, sx0:sx0 + w]
+        return canvas
+
+    def image_to_model(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 H×W×3 frame -> float32 3×h×w model input in [-1, 1]."""
+        scaled = np.asarray(Image.fromarray(frame).resize((self.scaled_w, self.scaled_h), Image.BILINEAR))
+        canvas = self._place(scaled, 0)
+        return (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+    def labels_to_model(self, labels: np.ndarray) -> np.ndarray:
+        """H×W label ids -> int32 h×w (nearest), padding as background."""
+        scaled = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((self.scaled_w, self.scaled_h),
+                                                                            Image.NEAREST))
+        return self._place(scaled, 0).astype(np.int32)
+
+    def valid_region(self) -> tuple[slice, slice, slice, slice]:
+        """(model rows, model cols, frame rows, frame cols) that correspond to each other."""
+        y0, x0 = max(self.top, 0), max(self.left, 0)
+        y1, x1 = min(self.top + self.scaled_h, self.model_h), min(self.left + self.scaled_w, self.model_w)
+        fy0 = round((y0 - self.top) * self.frame_h / self.scaled_h)
+        fx0 = round((x0 - self.left) * self.frame_w / self.scaled_w)
+        fy1 = round((y1 - self.top) * self.frame_h / self.scaled_h)
+        fx1 = round((x1 - self.left) * self.frame_w / self.scaled_w)
+        return slice(y0, y1), slice(x0, x1), slice(fy0, fy1), slice(fx0, fx1)
+
+    def image_to_frame(self, generated: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """float 3×h×w output in [-1, 1] -> (uint8 image of the covered frame region, its slices)."""
+        my, mx, fy, fx = self.valid_region()
+        rgb = np.clip((generated.transpose(1, 2, 0)[my, mx] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+        size = (fx.stop - fx.start, fy.stop - fy.start)
+        if rgb.shape[1::-1] != size:
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+        return rgb, (fy, fx)

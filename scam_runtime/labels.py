@@ -1,0 +1,102 @@
+"""Label maps in the bundle's scheme: read from files, validated, or made by a parser."""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError, LabelError
+
+Warn = Callable[[str], None]
+
+
+class Parser(Protocol):
+    """Turns an RGB uint8 H×W×3 image into H×W label ids of the bundle's scheme."""
+
+    def __call__(self, image: np.ndarray) -> np.ndarray: ...
+
+
+PARSERS: dict[str, Callable[[tuple[str, ...]], Parser]] = {}
+"""name -> factory(bundle label names) -> parser; filled by `register_parser`."""
+
+
+def register_parser(name: str, factory: Callable[[tuple[str, ...]], Parser]) -> None:
+    PARSERS[name] = factory
+
+
+def get_parser(name: str, labels: tuple[str, ...]) -> Parser:
+    if name not in PARSERS:
+        known = ", ".join(sorted(PARSERS)) or "none installed"
+        raise LabelError(f"unknown parser '{name}' (available: {known}); give label maps with --masks")
+    return PARSERS[name](labels)
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """An 8- or 16-bit (or palette) PNG of label ids -> int32 H×W."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+                raise LabelError(f"{path}: label map must be a single-channel image of label ids, got mode {im.mode}")
+            return np.asarray(im).astype(np.int32)
+    except FileNotFoundError:
+        raise LabelError(f"{path}: label map not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise LabelError(f"{path}: unreadable label map ({exc})") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Any Pillow-readable image -> uint8 RGB H×W×3 (greyscale and alpha converted)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path}: unreadable image ({exc})") from None
+
+
+def check_labels(labels: np.ndarray, num_labels: int, frame_hw: tuple[int, int], source: str,
+                 warn: Warn = lambda m: warnings.warn(m, stacklevel=2)) -> np.ndarray:
+    """Ids within the bundle's labels; a map of another size is resized (nearest) with a warning."""
+    if labels.ndim != 2:
+        raise LabelError(f"{source}: label map must be H×W, got shape {labels.shape}")
+    hi, lo = int(labels.max()), int(labels.min())
+    if lo < 0 or hi >= num_labels:
+        raise LabelError(f"{source}: label ids must lie in 0..{num_labels - 1} for this bundle, found {lo}..{hi}")
+    if labels.shape != tuple(frame_hw):
+        warn(f"{source}: label map is {labels.shape[1]}x{labels.shape[0]}, frame is "
+             f"{frame_hw[1]}x{frame_hw[0]}; resized by nearest neighbour")
+        labels = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(frame_hw[::-1], Image.NEAREST))
+    return labels.astype(np.int32)
+
+
+class MaskFiles:
+    """Per-frame label maps: a printf pattern (`masks/%04d.png`, frame numbers) or a folder
+    (sorted PNGs, the i-th file for the i-th frame of the input)."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.files: list[Path] | None = None
+        if not re.search(r"%0?\d*d", spec):
+            folder = Path(spec)
+            if not folder.is_dir():
+                raise LabelError(f"{spec}: no such mask folder (or give a pattern like masks/%04d.png)")
+            self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+            if not self.files:
+                raise LabelError(f"{spec}: no .png label maps in this folder")
+
+    def path(self, index: int, number: int) -> Path:
+        """Label map of the `index`-th frame of the input, whose frame number is `number`."""
+        if self.files is None:
+            return Path(self.spec % number)
+        if index >= len(self.files):
+            raise LabelError(f"{self.spec}: only {len(self.files)} label map(s), but the input has more frames")
+        return self.files[index]
+
+    def check_count(self, frames: int) -> None:
+        if self.files is not None and len(self.files) != frames:
+            raise LabelError(f"{self.spec}: {len(self.files)} label map(s) for {frames} frames")

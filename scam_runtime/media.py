@@ -1,0 +1,269 @@
+"""Video (PyAV) and image-sequence reading and writing that keep the plate's timing.
+
+Videos decode sequentially (frame-exact ranges: any split of `--frames` gives the same
+frames as one run), and are written to a temporary name renamed only when complete.
+Image sequences are written frame by frame, each file atomically.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from PIL import Image
+
+from .errors import InputError, OutputError
+from .labels import read_image
+
+CODECS = {"h264": "libx264", "h265": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
+DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "prores_ks": "yuv422p10le", "ffv1": "yuv420p"}
+_PATTERN = re.compile(r"%0?(\d*)d")
+
+
+def is_sequence(spec: str | Path) -> bool:
+    """`plate.%04d.png`-style printf patterns name image sequences."""
+    return bool(_PATTERN.search(str(spec)))
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """Inclusive frame numbers `A-B` (`A-` to the end, `-B` from the start)."""
+    first: int | None = None
+    last: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "FrameRange":
+        if not text:
+            return cls()
+        m = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*|\s*(\d+)\s*", text)
+        if not m:
+            raise ValueError(f"--frames must look like A-B, A- or -B, got {text!r}")
+        if m.group(3):
+            return cls(int(m.group(3)), int(m.group(3)))
+        first = int(m.group(1)) if m.group(1) else None
+        last = int(m.group(2)) if m.group(2) else None
+        if first is not None and last is not None and last < first:
+            raise ValueError(f"--frames {text}: the last frame comes before the first")
+        return cls(first, last)
+
+    def __contains__(self, number: int) -> bool:
+        return (self.first is None or number >= self.first) and (self.last is None or number <= self.last)
+
+
+@dataclass
+class Frame:
+    index: int          # position in the input (0-based)
+    number: int         # frame number: the index for videos, the file number for sequences
+    image: np.ndarray   # uint8 H×W×3 RGB
+    pts: int | None = None
+
+
+class VideoReader:
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        try:
+            self.container = av.open(str(path))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise InputError(f"{path}: unreadable video ({exc})") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"{path}: no video stream")
+        self.path = path
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.audio = list(self.container.streams.audio)
+
+    @property
+    def count(self) -> int | None:
+        """Frames in the stream, when the container says (exact)."""
+        return self.stream.frames or None
+
+    @property
+    def estimated_count(self) -> int | None:
+        """`count`, else estimated from duration × rate (for progress only)."""
+        if self.stream.frames:
+            return self.stream.frames
+        rate = self.stream.average_rate
+        if self.stream.duration and rate:
+            return round(self.stream.duration * self.stream.time_base * rate)
+        if self.container.duration and rate:
+            return round(self.container.duration / av.time_base * rate)
+        return None
+
+    def frames(self, frames: FrameRange) -> Iterator[Frame]:
+        try:
+            for index, vf in enumerate(self.container.decode(self.stream)):
+                if frames.last is not None and index > frames.last:
+                    break
+                if index in frames:
+                    yield Frame(index, index, vf.to_ndarray(format="rgb24"), vf.pts)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"{self.path}: decoding failed ({exc})") from None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class SequenceReader:
+    """Frames `pattern % number` for every number present on disk, in order."""
+
+    def __init__(self, pattern: str) -> None:
+        path = Path(pattern)
+        m = _PATTERN.search(path.name)
+        if not m:
+            raise InputError(f"{pattern}: not a sequence pattern")
+        regex = re.compile(re.escape(path.name[:m.start()]) + r"(\d+)" + re.escape(path.name[m.end():]) + "$")
+        folder = path.parent
+        found = sorted((int(r.group(1)), folder / p) for p in (os.listdir(folder) if folder.is_dir() else [])
+                       if (r := regex.match(p)))
+        if not found:
+            raise InputError(f"{pattern}: no frames match this pattern")
+        self.pattern, self.files = pattern, found
+        self.audio: list = []
+        self.stream = None
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    estimated_count = count
+
+    def frames(self, frames: FrameRange) -> Iterator[Frame]:
+        for index, (number, path) in enumerate(self.files):
+            if number in frames:
+                yield Frame(index, number, read_image(path))
+
+    def close(self) -> None:
+        pass
+
+
+def open_input(spec: str) -> VideoReader | SequenceReader:
+    return SequenceReader(spec) if is_sequence(spec) else VideoReader(Path(spec))
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    """One file, renamed into place once complete."""
+    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        Image.fromarray(image).save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc})") from None
+
+
+class SequenceWriter:
+    """Writes `pattern % number`; with `resume`, frames already on disk are skipped."""
+
+    def __init__(self, pattern: str, resume: bool = False) -> None:
+        folder = Path(pattern).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise OutputError(f"{folder}: output folder missing or not writable")
+        self.pattern, self.resume = pattern, resume
+
+    def path(self, number: int) -> Path:
+        return Path(self.pattern % number)
+
+    def done(self, number: int) -> bool:
+        return self.resume and self.path(number).is_file()
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        write_image_atomic(self.path(frame.number), image)
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass  # written frames are complete files: --resume continues from them
+
+
+class VideoWriter:
+    """Encodes at the input's frame rate, time base and timestamps; copies audio packets."""
+
+    def __init__(self, path: Path, source: VideoReader, codec: str = "h264", crf: int | None = 18,
+                 pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange()) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise OutputError(f"{path.parent}: output folder missing or not writable")
+        self.path, self.source, self.frames = path, source, frames
+        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        try:
+            self.container = av.open(str(self.tmp), "w")
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"{path}: cannot create the output ({exc})") from None
+        src = source.stream
+        name = CODECS[codec]
+        self.stream = self.container.add_stream(name, rate=src.average_rate or Fraction(25))
+        self.stream.width, self.stream.height = src.codec_context.width, src.codec_context.height
+        supported = {f.name for f in (av.codec.Codec(name, "w").video_formats or [])}
+        wanted = pix_fmt or (src.codec_context.pix_fmt if src.codec_context.pix_fmt in supported else None)
+        self.stream.pix_fmt = wanted or DEFAULT_PIX_FMT[name]
+        self.stream.time_base = src.time_base
+        self.stream.codec_context.time_base = src.time_base
+        if crf is not None and name in ("libx264", "libx265"):
+            self.stream.options = {"crf": str(crf)}
+        for tag in ("color_range", "color_primaries", "color_trc", "colorspace"):
+            try:
+                setattr(self.stream.codec_context, tag, getattr(src.codec_context, tag))
+            except (AttributeError, ValueError, TypeError):
+                pass  # not every codec or PyAV version carries every tag
+        self.audio_out = []
+        if audio == "copy":
+            for a in source.audio:
+                self.audio_out.append((a, self.container.add_stream_from_template(a)))
+        self.first_pts: int | None = None
+        self.last_pts: int | None = None
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=self.stream.pix_fmt)
+        vf.pts, vf.time_base = frame.pts, self.stream.time_base
+        if self.first_pts is None:
+            self.first_pts = frame.pts
+        self.last_pts = frame.pts
+        self.container.mux(self.stream.encode(vf))
+
+    def _copy_audio(self) -> None:
+        """Audio packets of the written span, untouched (no re-encoding)."""
+        if not self.audio_out or self.first_pts is None:
+            return
+        tb = self.source.stream.time_base
+        start = self.first_pts * tb if self.frames.first is not None else None
+        end = None
+        if self.frames.last is not None:
+            rate = self.source.stream.average_rate or Fraction(25)
+            end = self.last_pts * tb + 1 / rate
+        with av.open(str(self.source.path)) as src:
+            streams = [src.streams[a.index] for a, _ in self.audio_out]
+            outputs = {a.index: out for a, out in self.audio_out}
+            for packet in src.demux(*streams):
+                if packet.dts is None or packet.size == 0:
+                    continue
+                t = packet.pts * packet.time_base if packet.pts is not None else None
+                if t is not None and ((start is not None and t < start) or (end is not None and t >= end)):
+                    continue
+                packet.stream = outputs[packet.stream.index]
+                self.container.mux(packet)
+
+    def finish(self) -> None:
+        try:
+            self.container.mux(self.stream.encode(None))
+            self._copy_audio()
+            self.container.close()
+            os.replace(self.tmp, self.path)
+        except (av.error.FFmpegError, OSError) as exc:
+            self.abort()
+            raise OutputError(f"{self.path}: writing failed ({exc})") from None
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except (av.error.FFmpegError, OSError):
+            pass
+        self.tmp.unlink(missing_ok=True)

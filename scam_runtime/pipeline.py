@@ -1,0 +1,142 @@
+"""Streaming subject replacement: decode, inference and encode overlap, memory stays bounded.
+
+A reader thread decodes frames and loads their label maps, the calling thread runs the
+networks in batches, a writer thread encodes; bounded queues between them.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .media import Frame, SequenceWriter, VideoWriter, write_image_atomic
+from .progress import Progress
+from .replacer import Result, Subject, SubjectReplacer
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class ExtraOutputs:
+    """printf patterns of image sequences written beside the main output (None: off)."""
+    matte: str | None = None
+    labels: str | None = None
+    raw: str | None = None
+
+    def write(self, frame: Frame, result: Result) -> None:
+        if self.matte:
+            write_image_atomic(_path(self.matte, frame.number), np.round(result.matte * 255).astype(np.uint8))
+        if self.labels:
+            write_image_atomic(_path(self.labels, frame.number), result.labels.astype(np.uint8))
+        if self.raw:
+            write_image_atomic(_path(self.raw, frame.number), result.generated)
+
+
+def _path(pattern: str, number: int) -> Path:
+    return Path(pattern % number)
+
+
+class _Worker(threading.Thread):
+    """A thread whose exception is re-raised in the caller by `check`."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn, self.error = target, None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Frame],
+               labels_for: Callable[[Frame], np.ndarray], writer: VideoWriter | SequenceWriter,
+               progress: Progress, batch: int = 1, extras: ExtraOutputs = ExtraOutputs(),
+               depth: int = 8) -> int:
+    """Process every frame; returns how many were written. On any error the writer is aborted."""
+    inbox: queue.Queue = queue.Queue(maxsize=depth)
+    outbox: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(q: queue.Queue, item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            for frame in frames:
+                if stop.is_set():
+                    return
+                put(inbox, (frame, labels_for(frame)))
+        finally:
+            put(inbox, _END)
+
+    def write() -> None:
+        while True:
+            item = outbox.get()
+            if item is _END:
+                return
+            frame, result = item
+            writer.write(frame, result.composite)
+            extras.write(frame, result)
+            progress.update(frame.number)
+
+    reader, writer_thread = _Worker(read, "scam-reader"), _Worker(write, "scam-writer")
+    reader.start()
+    writer_thread.start()
+    written = 0
+    try:
+        pending: list = []
+        while True:
+            item = None
+            while item is None:
+                try:
+                    item = inbox.get(timeout=0.2)
+                except queue.Empty:
+                    reader.check()
+                    writer_thread.check()
+            if item is not _END:
+                pending.append(item)
+            if pending and (item is _END or len(pending) == batch):
+                results = replacer.process_batch([f.image for f, _ in pending], [lab for _, lab in pending], subject)
+                for (frame, _), result in zip(pending, results):
+                    while True:
+                        try:
+                            outbox.put((frame, result), timeout=0.2)
+                            break
+                        except queue.Full:
+                            writer_thread.check()
+                written += len(pending)
+                pending = []
+            if item is _END:
+                break
+        reader.check()
+        outbox.put(_END)
+        writer_thread.join()
+        writer_thread.check()
+        writer.finish()
+        return written
+    except BaseException:
+        stop.set()
+        try:
+            outbox.put_nowait(_END)
+        except queue.Full:
+            pass
+        writer_thread.join(timeout=5)
+        writer.abort()
+        raise
+    finally:
+        progress.close()

@@ -1,0 +1,204 @@
+"""`SubjectReplacer`: encode a subject once, then put it into frames (numpy in, numpy out)."""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .backend import BackendOptions, OnnxSession, ProviderUnavailable
+from .bundle import Bundle, BundleError
+from .composite import COMPOSITE_MODES, composite, person_matte
+from .errors import BundleFailure, InputError, LabelError, ProviderFailure
+from .geometry import Fit
+from .labels import check_labels
+
+SUBJECT_FORMAT = "scam-subject-1"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject's latents (m×d), which labels it shows, and the encoder that made them."""
+    latents: np.ndarray
+    present: tuple[str, ...]
+    encoder_sha256: str
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, format=SUBJECT_FORMAT, latents=self.latents.astype(np.float32),
+                            present=np.array(self.present), encoder_sha256=self.encoder_sha256)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Subject":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["format"]) != SUBJECT_FORMAT:
+                    raise InputError(f"{path}: not a scam subject file")
+                return cls(data["latents"], tuple(str(s) for s in data["present"]), str(data["encoder_sha256"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable subject file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Result:
+    composite: np.ndarray   # uint8 H×W×3, the plate with the subject
+    generated: np.ndarray   # uint8 H×W×3, the generator's image at frame size (plate where not covered)
+    matte: np.ndarray       # float32 H×W in [0, 1], where `composite` took generated pixels
+    labels: np.ndarray      # int32 H×W, the frame's label map
+
+
+@dataclass(frozen=True)
+class ReplaceOptions:
+    fit: str = "letterbox"          # letterbox | crop (see geometry)
+    composite: str = "masked"       # masked | full
+    feather: float = 2.0            # matte softness, px
+    keep: tuple[str, ...] = ()      # labels whose latents stay the frame's (e.g. "body")
+    temporal: str = "per-frame"     # per-frame | ema=ALPHA | first: background latents over frames
+
+    def __post_init__(self) -> None:
+        if self.composite not in COMPOSITE_MODES:
+            raise ValueError(f"composite must be one of {', '.join(COMPOSITE_MODES)}")
+        self.ema_alpha  # validates `temporal`
+
+    @property
+    def ema_alpha(self) -> float | None:
+        """Weight of the current frame in `ema=ALPHA`; None for the other modes."""
+        if self.temporal in ("per-frame", "first"):
+            return None
+        if self.temporal.startswith("ema="):
+            try:
+                alpha = float(self.temporal[4:])
+            except ValueError:
+                alpha = -1.0
+            if 0 < alpha <= 1:
+                return alpha
+        raise ValueError(f"temporal must be per-frame, first or ema=ALPHA with 0 < ALPHA <= 1, got {self.temporal!r}")
+
+
+@dataclass
+class _Temporal:
+    background: np.ndarray | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SubjectReplacer:
+    """Replaces the person in frames by an encoded subject, keeping each frame's background.
+
+    Latent mixing: the frame's background latents, every other label's from the subject,
+    except labels in `options.keep`. Sessions are created once; an instance is safe to use
+    from several threads (temporal state is updated under a lock, in call order).
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, options: ReplaceOptions = ReplaceOptions(),
+                 backend: BackendOptions = BackendOptions(),
+                 warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=3)) -> None:
+        try:
+            self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+            self.encoder = OnnxSession(self.bundle.file(self.bundle.encoder.file), backend)
+            self.generator = OnnxSession(self.bundle.file(self.bundle.generator.file), backend)
+        except BundleError as exc:
+            raise BundleFailure(str(exc)) from None
+        except ProviderUnavailable as exc:
+            raise ProviderFailure(str(exc)) from None
+        unknown = set(options.keep) - set(self.bundle.labels[1:])
+        if unknown:
+            raise LabelError(f"--keep: unknown label(s) {', '.join(sorted(unknown))}; the bundle's labels are "
+                             f"{', '.join(self.bundle.labels[1:])}")
+        self.options = options
+        self.warn = warn
+        self._temporal = _Temporal()
+        self._warned: set[str] = set()
+        self.encoder_sha256 = self.bundle.manifest["files"][self.bundle.encoder.file]
+
+    @property
+    def provider(self) -> str:
+        """The execution provider actually running the graphs."""
+        return self.generator.provider
+
+    def mix_sources(self) -> dict[str, str]:
+        """Where each label's latents come from: 'frame' or 'subject'."""
+        return {name: "frame" if i == 0 or name in self.options.keep else "subject"
+                for i, name in enumerate(self.bundle.labels)}
+
+    def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+                      ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray]]:
+        fits, xs, ls, frame_labels = [], [], [], []
+        model_hw = (self.bundle.height, self.bundle.width)
+        for i, (image, lab) in enumerate(zip(images, labels)):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise InputError(f"image {i}: expected uint8 H×W×3 RGB, got {image.dtype} {image.shape}")
+            lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2], f"label map {i}",
+                               self.warn)
+            fit = Fit.compute(image.shape[:2], model_hw, self.options.fit)
+            fits.append(fit)
+            xs.append(fit.image_to_model(image))
+            ls.append(fit.labels_to_model(lab))
+            frame_labels.append(lab)
+        return fits, np.stack(xs), np.stack(ls), frame_labels
+
+    def encode_subject(self, image: np.ndarray, labels: np.ndarray) -> Subject:
+        """Latents of the subject (its appearance); save with `Subject.save` to reuse."""
+        fits, x, lab, frame_labels = self._model_inputs([image], [labels])
+        z = self.encoder.run(image=x, labels=lab)[0]
+        present = tuple(n for i, n in enumerate(self.bundle.labels) if (frame_labels[0] == i).any())
+        return Subject(z, present, self.encoder_sha256)
+
+    def _check_subject(self, subject: Subject, frame_labels: Sequence[np.ndarray]) -> None:
+        if subject.encoder_sha256 != self.encoder_sha256:
+            raise InputError("the subject was encoded with another bundle's encoder; encode it again")
+        if subject.latents.shape != (self.bundle.num_latents, self.bundle.latent_dim):
+            raise InputError(f"subject latents are {subject.latents.shape}, the bundle needs "
+                             f"{(self.bundle.num_latents, self.bundle.latent_dim)}")
+        for i, name in enumerate(self.bundle.labels):
+            if self.mix_sources()[name] == "subject" and name not in subject.present and name not in self._warned \
+                    and any((lab == i).any() for lab in frame_labels):
+                self._warned.add(name)
+                self.warn(f"the subject shows no '{name}': its '{name}' latents carry no information about "
+                          f"the subject (use --keep {name} to keep the frame's)")
+
+    def _mix(self, z_frames: np.ndarray, subject: Subject) -> np.ndarray:
+        z = z_frames.copy()
+        for name, source in self.mix_sources().items():
+            if source == "subject":
+                start, stop = self.bundle.latent_layout[name]
+                z[:, start:stop] = subject.latents[start:stop]
+        start, stop = self.bundle.latent_layout[self.bundle.labels[0]]
+        with self._temporal.lock:  # background latents over time, in call order
+            for b in range(len(z)):
+                current = z[b, start:stop]
+                state = self._temporal.background
+                if state is not None and self.options.temporal == "first":
+                    current = state
+                elif state is not None and self.options.ema_alpha is not None:
+                    current = (1 - self.options.ema_alpha) * state + self.options.ema_alpha * current
+                self._temporal.background = current
+                z[b, start:stop] = current
+        return z
+
+    def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject) -> Result:
+        return self.process_batch([frame], [labels], subject)[0]
+
+    def process_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                      subject: Subject) -> list[Result]:
+        """Several frames (any sizes) in one encoder and one generator run."""
+        if len(frames) != len(labels):
+            raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
+        fits, x, lab, frame_labels = self._model_inputs(frames, labels)
+        self._check_subject(subject, frame_labels)
+        z = self._mix(self.encoder.run(image=x, labels=lab), subject)
+        generated = self.generator.run(labels=lab, latents=z.astype(np.float32))
+        results = []
+        for frame, fit, gen, flab in zip(frames, fits, generated, frame_labels):
+            region, (fy, fx) = fit.image_to_frame(gen)
+            raw = frame.copy()
+            raw[fy, fx] = region
+            covered = np.zeros(frame.shape[:2], np.float32)
+            covered[fy, fx] = 1.0
+            if self.options.composite == "full":
+                matte = covered
+            else:
+                matte = person_matte(flab, self.options.feather) * covered
+            results.append(Result(composite(frame, raw, matte), raw, matte, flab))
+        return results

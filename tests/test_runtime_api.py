@@ -1,0 +1,150 @@
+"""scam_runtime's Python API: geometry, compositing, SubjectReplacer, subjects, backends."""
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from conftest import person_labels
+
+from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
+from scam_runtime.composite import composite, person_matte
+from scam_runtime.errors import InputError, LabelError, ProviderFailure
+from scam_runtime.geometry import Fit
+from scam_runtime.replacer import ReplaceOptions, Subject, SubjectReplacer
+
+RNG = np.random.default_rng(0)
+
+
+def rgb(h, w):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def replacer(small_bundle):
+    return SubjectReplacer(small_bundle, warn=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def subject(replacer):
+    return replacer.encode_subject(rgb(200, 120), person_labels(200, 120))
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+@pytest.mark.parametrize("hw", [(96, 128), (300, 170), (128, 128), (77, 301)])
+def test_fit_maps_frames_to_model_and_back(mode, hw):
+    fit = Fit.compute(hw, (128, 128), mode)
+    frame = rgb(*hw)
+    x = fit.image_to_model(frame)
+    assert x.shape == (3, 128, 128) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
+    labels = fit.labels_to_model(person_labels(*hw))
+    assert labels.shape == (128, 128) and set(np.unique(labels)) <= {0, 1, 2}
+    back, (fy, fx) = fit.image_to_frame(x)
+    assert back.shape == (fy.stop - fy.start, fx.stop - fx.start, 3)
+    if mode == "letterbox":  # the whole frame is covered
+        assert (fy.start, fy.stop, fx.start, fx.stop) == (0, hw[0], 0, hw[1])
+        assert np.abs(back.astype(int) - frame.astype(int)).mean() < 60  # resampled there and back
+
+
+def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():
+    labels = person_labels(96, 128)
+    matte = person_matte(labels, feather=3)
+    assert matte[labels != 0].min() > 0.9 and matte.max() == 1
+    assert (matte[:, :20] == 0).all()
+    plate, generated = rgb(96, 128), rgb(96, 128)
+    out = composite(plate, generated, matte)
+    assert np.array_equal(out[matte == 0], plate[matte == 0])
+    assert np.array_equal(out[matte == 1], generated[matte == 1])
+
+
+def test_process_replaces_inside_matte_only(replacer, subject):
+    frame, labels = rgb(96, 128), person_labels(96, 128)
+    result = replacer.process(frame, labels, subject)
+    assert result.composite.shape == frame.shape and result.composite.dtype == np.uint8
+    outside = result.matte == 0
+    assert outside.mean() > 0.4 and np.array_equal(result.composite[outside], frame[outside])
+    assert not np.array_equal(result.composite[~outside], frame[~outside])
+    full = SubjectReplacer(replacer.bundle, ReplaceOptions(composite="full")).process(frame, labels, subject)
+    assert np.array_equal(full.composite, full.generated) and (full.matte == 1).all()
+
+
+def test_batch_equals_single_and_sizes_may_differ(replacer, subject):
+    frames = [rgb(96, 128), rgb(150, 100)]
+    labels = [person_labels(96, 128), person_labels(150, 100, shift=5)]
+    batch = replacer.process_batch(frames, labels, subject)
+    for f, lab, r in zip(frames, labels, batch):
+        single = replacer.process(f, lab, subject)
+        assert np.abs(single.composite.astype(int) - r.composite.astype(int)).max() <= 1
+
+
+def test_threads_share_one_instance(replacer, subject):
+    frames = [rgb(96, 128) for _ in range(4)]
+    labels = person_labels(96, 128)
+    expected = [replacer.process(f, labels, subject).composite for f in frames]
+    got = [None] * 4
+
+    def work(i):
+        got[i] = replacer.process(frames[i], labels, subject).composite
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
+def test_mixing_sources_keep_and_missing_label_warning(small_bundle, subject):
+    messages = []
+    keeper = SubjectReplacer(small_bundle, ReplaceOptions(keep=("body",)), warn=messages.append)
+    assert keeper.mix_sources() == {"background": "frame", "face": "subject", "body": "frame"}
+    no_face = keeper.encode_subject(rgb(120, 80), np.where(person_labels(120, 80) == 1, 2, person_labels(120, 80)))
+    assert no_face.present == ("background", "body")
+    keeper.process(rgb(96, 128), person_labels(96, 128), no_face)
+    keeper.process(rgb(96, 128), person_labels(96, 128), no_face)
+    assert len(messages) == 1 and "shows no 'face'" in messages[0]
+    with pytest.raises(LabelError, match="unknown label"):
+        SubjectReplacer(small_bundle, ReplaceOptions(keep=("hat",)))
+
+
+def test_temporal_modes(small_bundle, subject):
+    frames = [rgb(96, 128) for _ in range(3)]
+    labels = person_labels(96, 128)
+    per_frame = SubjectReplacer(small_bundle)
+    first = SubjectReplacer(small_bundle, ReplaceOptions(temporal="first"))
+    a = [per_frame.process(f, labels, subject).generated for f in frames]
+    b = [first.process(f, labels, subject).generated for f in frames]
+    assert np.array_equal(a[0], b[0]) and not np.array_equal(a[2], b[2])
+    with pytest.raises(ValueError, match="temporal"):
+        ReplaceOptions(temporal="ema=2")
+    assert ReplaceOptions(temporal="ema=0.25").ema_alpha == 0.25
+
+
+def test_subject_file_round_trip(replacer, subject, tmp_path):
+    subject.save(tmp_path / "s.npz")
+    loaded = Subject.load(tmp_path / "s.npz")
+    assert np.array_equal(loaded.latents, subject.latents) and loaded.present == subject.present
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(InputError, match="bad.npz: unreadable subject file"):
+        Subject.load(tmp_path / "bad.npz")
+    other = Subject(subject.latents, subject.present, "0" * 64)
+    with pytest.raises(InputError, match="another bundle"):
+        replacer.process(rgb(96, 128), person_labels(96, 128), other)
+
+
+def test_label_validation(replacer, subject):
+    with pytest.raises(LabelError, match="label ids must lie in 0..2"):
+        replacer.process(rgb(96, 128), person_labels(96, 128) * 2, subject)
+    messages = []
+    r = SubjectReplacer(replacer.bundle, warn=messages.append)
+    r.process(rgb(96, 128), person_labels(48, 64), subject)
+    assert "resized by nearest neighbour" in messages[0]
+
+
+def test_strict_provider(small_bundle):
+    if "cuda" in available_providers():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ProviderUnavailable, match="'cuda' is not available"):
+        resolve_providers(BackendOptions("cuda"))
+    with pytest.raises(ProviderFailure):
+        SubjectReplacer(small_bundle, backend=BackendOptions("cuda"))
+    assert SubjectReplacer(small_bundle, backend=BackendOptions("cuda", allow_fallback=True)).provider == "cpu"
