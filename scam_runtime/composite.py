@@ -9,20 +9,41 @@ from PIL import Image, ImageFilter
 COMPOSITE_MODES = ("masked", "full")
 
 
+def _box_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2r+1)² square, separable, through cumulative sums: O(H·W) for any r."""
+    out = mask
+    for axis in (0, 1):
+        c = np.cumsum(out, axis=axis, dtype=np.int32)
+        n = out.shape[axis]
+        hi = np.take(c, np.minimum(np.arange(n) + radius, n - 1), axis=axis)
+        lo_idx = np.arange(n) - radius - 1
+        lo = np.take(c, np.maximum(lo_idx, 0), axis=axis)
+        lo = np.where(np.expand_dims(lo_idx < 0, 1 - axis), 0, lo)
+        out = (hi - lo) > 0
+    return out
+
+
 def person_matte(labels: np.ndarray, feather: float) -> np.ndarray:
     """float32 H×W in [0, 1]: 1 on every non-background label, falling off over about
     `feather` px outside it (dilated, then blurred), so the plate's person never shows
     through at the edges. Computed on 8-bit values: exactly 0 far from the person."""
-    matte = Image.fromarray(np.where(labels != 0, 255, 0).astype(np.uint8))
-    if feather > 0:
-        grow = math.ceil(feather)
-        matte = matte.filter(ImageFilter.MaxFilter(2 * grow + 1)).filter(ImageFilter.GaussianBlur(feather / 2))
-    return np.asarray(matte).astype(np.float32) / 255.0
+    person = labels != 0
+    if feather <= 0:
+        return person.astype(np.float32)
+    grown = _box_dilate(person, math.ceil(feather))
+    blurred = Image.fromarray(grown.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(feather / 2))
+    return np.asarray(blurred).astype(np.float32) / 255.0
 
 
 def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
     """uint8 H×W×3: `plate` where the matte is 0 (bit-exact), blended elsewhere."""
-    m = matte[..., None]
-    blended = plate.astype(np.float32) * (1 - m) + generated.astype(np.float32) * m
-    out = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-    return np.where(m > 0, out, plate)
+    out = plate.copy()
+    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
+    if rows.size == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # only where the matte reaches
+    m = matte[box][..., None]
+    p = plate[box]
+    blended = p.astype(np.float32) * (1 - m) + generated[box].astype(np.float32) * m
+    out[box] = np.where(m > 0, np.clip(blended + 0.5, 0, 255).astype(np.uint8), p)
+    return out

@@ -1,7 +1,7 @@
 """Streaming subject replacement: decode, inference and encode overlap, memory stays bounded.
 
 A reader thread decodes frames and loads their label maps, the calling thread runs the
-networks in batches, a writer thread encodes; bounded queues between them.
+networks in batches, a writer thread composites and encodes; bounded queues between them.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 from .media import Frame, SequenceWriter, VideoWriter, write_image_atomic
 from .progress import Progress
 from .replacer import Result, Subject, SubjectReplacer
+from .timing import StageTimes
 
 _END = object()
 
@@ -61,8 +62,10 @@ class _Worker(threading.Thread):
 def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Frame],
                labels_for: Callable[[Frame], np.ndarray], writer: VideoWriter | SequenceWriter,
                progress: Progress, batch: int = 1, extras: ExtraOutputs = ExtraOutputs(),
-               depth: int = 8) -> int:
-    """Process every frame; returns how many were written. On any error the writer is aborted."""
+               depth: int = 8, times: StageTimes | None = None) -> int:
+    """Process every frame; returns how many were written. On any error the writer is aborted.
+    `times` (default: the replacer's) accumulates decode, labels and write seconds."""
+    times = times or replacer.times
     inbox: queue.Queue = queue.Queue(maxsize=depth)
     outbox: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -77,10 +80,15 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
 
     def read() -> None:
         try:
-            for frame in frames:
-                if stop.is_set():
+            source = iter(frames)
+            while not stop.is_set():
+                with times.stage("decode"):
+                    frame = next(source, None)
+                if frame is None:
                     return
-                put(inbox, (frame, labels_for(frame)))
+                with times.stage("labels"):
+                    labels = labels_for(frame)
+                put(inbox, (frame, labels))
         finally:
             put(inbox, _END)
 
@@ -89,9 +97,11 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             item = outbox.get()
             if item is _END:
                 return
-            frame, result = item
-            writer.write(frame, result.composite)
-            extras.write(frame, result)
+            frame, generated = item
+            result = replacer.finish(generated)  # compositing overlaps the next inference
+            with times.stage("write"):
+                writer.write(frame, result.composite)
+                extras.write(frame, result)
             progress.update(frame.number)
 
     reader, writer_thread = _Worker(read, "scam-reader"), _Worker(write, "scam-writer")
@@ -111,7 +121,7 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             if item is not _END:
                 pending.append(item)
             if pending and (item is _END or len(pending) == batch):
-                results = replacer.process_batch([f.image for f, _ in pending], [lab for _, lab in pending], subject)
+                results = replacer.generate_batch([f.image for f, _ in pending], [lab for _, lab in pending], subject)
                 for (frame, _), result in zip(pending, results):
                     while True:
                         try:

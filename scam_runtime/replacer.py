@@ -5,7 +5,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from .composite import COMPOSITE_MODES, composite, person_matte
 from .errors import BundleFailure, InputError, LabelError, ProviderFailure
 from .geometry import Fit
 from .labels import check_labels
+from .timing import StageTimes
 
 SUBJECT_FORMAT = "scam-subject-1"
 
@@ -47,6 +48,14 @@ class Result:
     generated: np.ndarray   # uint8 H×W×3, the generator's image at frame size (plate where not covered)
     matte: np.ndarray       # float32 H×W in [0, 1], where `composite` took generated pixels
     labels: np.ndarray      # int32 H×W, the frame's label map
+
+
+class Generated(NamedTuple):
+    """A frame whose generation is done but not yet composited."""
+    frame: np.ndarray
+    fit: Fit
+    image: np.ndarray       # float32 3×h×w in [-1, 1], model resolution
+    labels: np.ndarray      # the frame's label map
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class SubjectReplacer:
         self.warn = warn
         self._temporal = _Temporal()
         self._warned: set[str] = set()
+        self.times = StageTimes()  # seconds per stage, accumulated over calls
         self.encoder_sha256 = self.bundle.manifest["files"][self.bundle.encoder.file]
 
     @property
@@ -183,22 +193,37 @@ class SubjectReplacer:
     def process_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                       subject: Subject) -> list[Result]:
         """Several frames (any sizes) in one encoder and one generator run."""
+        return [self.finish(g) for g in self.generate_batch(frames, labels, subject)]
+
+    def generate_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                       subject: Subject) -> list[Generated]:
+        """The model half of `process_batch`; `finish` each item (in any thread) for its Result."""
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
-        fits, x, lab, frame_labels = self._model_inputs(frames, labels)
-        self._check_subject(subject, frame_labels)
-        z = self._mix(self.encoder.run(image=x, labels=lab), subject)
-        generated = self.generator.run(labels=lab, latents=z.astype(np.float32))
-        results = []
-        for frame, fit, gen, flab in zip(frames, fits, generated, frame_labels):
-            region, (fy, fx) = fit.image_to_frame(gen)
-            raw = frame.copy()
-            raw[fy, fx] = region
-            covered = np.zeros(frame.shape[:2], np.float32)
-            covered[fy, fx] = 1.0
-            if self.options.composite == "full":
-                matte = covered
-            else:
-                matte = person_matte(flab, self.options.feather) * covered
-            results.append(Result(composite(frame, raw, matte), raw, matte, flab))
-        return results
+        with self.times.stage("prepare"):
+            fits, x, lab, frame_labels = self._model_inputs(frames, labels)
+            self._check_subject(subject, frame_labels)
+        with self.times.stage("encode"):
+            z_frames = self.encoder.run(image=x, labels=lab)
+        with self.times.stage("mix"):
+            z = self._mix(z_frames, subject).astype(np.float32)
+        with self.times.stage("generate"):
+            generated = self.generator.run(labels=lab, latents=z)
+        return [Generated(*args) for args in zip(frames, fits, generated, frame_labels)]
+
+    def finish(self, item: Generated) -> Result:
+        """Back to the frame's size, then into the plate through the matte."""
+        with self.times.stage("composite"):
+            return self._composite(item.frame, item.fit, item.image, item.labels)
+
+    def _composite(self, frame: np.ndarray, fit: Fit, gen: np.ndarray, flab: np.ndarray) -> Result:
+        region, (fy, fx) = fit.image_to_frame(gen)
+        raw = frame.copy()
+        raw[fy, fx] = region
+        covered = np.zeros(frame.shape[:2], np.float32)
+        covered[fy, fx] = 1.0
+        if self.options.composite == "full":
+            matte = covered
+        else:
+            matte = person_matte(flab, self.options.feather) * covered
+        return Result(composite(frame, raw, matte), raw, matte, flab)

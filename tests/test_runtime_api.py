@@ -148,3 +148,13 @@ def test_strict_provider(small_bundle):
     with pytest.raises(ProviderFailure):
         SubjectReplacer(small_bundle, backend=BackendOptions("cuda"))
     assert SubjectReplacer(small_bundle, backend=BackendOptions("cuda", allow_fallback=True)).provider == "cpu"
+
+
+@pytest.mark.parametrize("radius", [1, 2, 5])
+def test_box_dilation_equals_max_filter(radius):
+    from PIL import Image, ImageFilter
+
+    from scam_runtime.composite import _box_dilate
+    mask = np.random.default_rng(radius).random((60, 50)) > 0.97
+    ref = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * radius + 1))) > 0
+    assert np.array_equal(_box_dilate(mask, radius), ref)

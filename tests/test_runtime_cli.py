@@ -137,13 +137,16 @@ def test_image_and_encode_subject(small_bundle, clip, tmp_path):
     Image.fromarray(person_labels(96, 128)).save(tmp_path / "target_mask.png")
     assert run("encode-subject", d / "actor.png", "--subject-mask", d / "actor_mask.png", "--bundle",
                small_bundle, "-o", tmp_path / "actor.npz").exit_code == 0
-    for subject in (d / "actor.png", tmp_path / "actor.npz"):
+    for subject, out in ((d / "actor.png", "from_image.png"), (tmp_path / "actor.npz", "from_npz.png")):
         result = run("image", "--bundle", small_bundle, "--subject", subject, "--subject-mask", d / "actor_mask.png",
-                     tmp_path / "target.png", "--mask", tmp_path / "target_mask.png", "-o", tmp_path / f"{subject.stem}.png")
+                     tmp_path / "target.png", "--mask", tmp_path / "target_mask.png", "-o", tmp_path / out,
+                     "--write-matte", tmp_path / f"matte_{out}")
         assert result.exit_code == 0, result.stderr
-    from_image = np.asarray(Image.open(tmp_path / "actor.png"))
-    from_npz = np.asarray(Image.open(tmp_path / "actor.npz.png" if False else tmp_path / "actor.png"))
-    assert from_image.shape == (96, 128, 3)
+    from_image = np.asarray(Image.open(tmp_path / "from_image.png"))
+    from_npz = np.asarray(Image.open(tmp_path / "from_npz.png"))
+    matte = np.asarray(Image.open(tmp_path / "matte_from_image.png"))
+    assert from_image.shape == (96, 128, 3) and np.array_equal(from_image, from_npz)
+    assert np.array_equal(from_image[matte == 0], plates[0][matte == 0])
 
 
 @pytest.mark.parametrize("case, code, message", [

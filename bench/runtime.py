@@ -1,0 +1,110 @@
+"""End-to-end subject replacement on CPU: per-stage time, end-to-end fps, against the
+pure-inference fps of the same graphs and against PyTorch eager of the same checkpoint.
+
+    python bench/runtime.py [--presets small paper] [--frames 60] [--batch 1]
+
+Input: ../shared/data/video/pose_1.mp4 (576×576, 30 fps), label maps made by a
+brightness split (stand-ins: the timing does not depend on their content), random-weight
+checkpoints exported at 256×170 (the fit letterboxes the square frame). Output: H.264.
+Stage seconds are summed over the streaming run, whose threads overlap decode, inference
+and encode; "pure inference" runs the two graphs alone on the same model inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import make_checkpoint, person_labels  # noqa: E402
+
+from models import load_checkpoint, one_hot  # noqa: E402
+from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
+from scam_runtime.backend import BackendOptions  # noqa: E402
+from scam_runtime.geometry import Fit  # noqa: E402
+from scam_runtime.media import FrameRange, VideoReader, VideoWriter  # noqa: E402
+from scam_runtime.pipeline import run_stream  # noqa: E402
+from scam_runtime.progress import Progress  # noqa: E402
+from scam_runtime.replacer import SubjectReplacer  # noqa: E402
+
+STAGES = ("decode", "labels", "prepare", "encode", "mix", "generate", "composite", "write")
+
+
+def stand_in_labels(image: np.ndarray) -> np.ndarray:
+    """Dark pixels as 'body', those in the top seventh as 'face': cheap, like reading a PNG."""
+    labels = np.where(image[..., 1] < 70, 2, 0).astype(np.int32)
+    top = labels[: image.shape[0] // 7]
+    top[top == 2] = 1
+    return labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["small", "paper"])
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "data" / "video" / "pose_1.mp4")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="scam-bench-runtime-"))
+    rows = []
+    for preset in args.presets:
+        ckpt = make_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
+        bundle = tmp / f"{preset}.bundle"
+        export_bundle(ckpt, bundle, ExportOptions(), log=lambda m: None)
+        replacer = SubjectReplacer(bundle, backend=BackendOptions(threads=args.threads), warn=lambda m: None)
+        rng = np.random.default_rng(0)
+        subject = replacer.encode_subject(rng.integers(0, 256, (256, 170, 3), dtype=np.uint8), person_labels(256, 170))
+        replacer.times.seconds.clear()
+        frames = FrameRange(0, args.frames - 1)
+        reader = VideoReader(args.video)
+        writer = VideoWriter(tmp / f"{preset}.mp4", reader, "h264", 18, None, "none", frames)
+        start = time.perf_counter()
+        n = run_stream(replacer, subject, reader.frames(frames), lambda f: stand_in_labels(f.image), writer,
+                       Progress(args.frames, "none"), args.batch)
+        wall = time.perf_counter() - start
+        reader.close()
+        stages = dict(replacer.times.seconds)
+
+        # pure inference and eager on the same model inputs
+        reader = VideoReader(args.video)
+        inputs = []
+        for frame in reader.frames(frames):
+            fit = Fit.compute(frame.image.shape[:2], (replacer.bundle.height, replacer.bundle.width))
+            inputs.append((fit.image_to_model(frame.image)[None], fit.labels_to_model(stand_in_labels(frame.image))[None]))
+        reader.close()
+        start = time.perf_counter()
+        for x, lab in inputs:
+            z = replacer.encoder.run(image=x, labels=lab)
+            replacer.generator.run(labels=lab, latents=z)
+        pure = len(inputs) / (time.perf_counter() - start)
+        _, enc, gen = load_checkpoint(ckpt)
+        with torch.no_grad():
+            start = time.perf_counter()
+            for x, lab in inputs:
+                mask = one_hot(torch.from_numpy(lab).long(), len(replacer.bundle.labels))
+                gen(mask, enc(torch.from_numpy(x), mask))
+            eager = len(inputs) / (time.perf_counter() - start)
+        rows.append((preset, n, wall, stages, pure, eager))
+
+    print(f"# {args.video.name}, {args.frames} frames, batch {args.batch}, CPU {args.threads} threads, "
+          f"bundles at 256x170 fp32 (label-sparse), H.264 out")
+    print("| preset | " + " | ".join(f"{s} (ms/frame)" for s in STAGES) + " | end-to-end fps | pure inference fps "
+          "| e2e / pure | eager fps | ORT / eager |")
+    print("|---" * (len(STAGES) + 6) + "|")
+    for preset, n, wall, stages, pure, eager in rows:
+        cells = " | ".join(f"{stages.get(s, 0.0) / n * 1e3:.1f}" for s in STAGES)
+        e2e = n / wall
+        print(f"| {preset} | {cells} | {e2e:.2f} | {pure:.2f} | {e2e / pure:.0%} | {eager:.2f} | {pure / eager:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
