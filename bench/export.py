@@ -9,28 +9,18 @@ Random-weight checkpoints (latency does not depend on the weights); batch 1; med
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/models.py must not shadow models/
+from timing import median_time  # noqa: E402
 from models import ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
 from scam_export.graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:

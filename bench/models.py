@@ -8,26 +8,16 @@ times are the median of `--repeats` runs after one warm-up, batch 1, const noise
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/models.py must not shadow models/
+from timing import median_time  # noqa: E402
 from models import PRESETS, ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def count_flops(fn) -> int:
@@ -50,8 +40,8 @@ def main() -> None:
     labels = ["background"] + [f"label{i}" for i in range(1, args.labels)]
     print(f"# SCAM networks, {args.height}x{args.width}, {args.labels} labels, batch 1, "
           f"CPU, {args.threads} threads, torch {torch.__version__}")
-    print(f"| preset | network | params (M) | GFLOP | forward (ms) |")
-    print(f"|---|---|---|---|---|")
+    print("| preset | network | params (M) | GFLOP | forward (ms) |")
+    print("|---|---|---|---|---|")
     for preset in PRESETS:
         c = ModelConfig.preset(preset, labels=labels, height=args.height, width=args.width)
         torch.manual_seed(0)

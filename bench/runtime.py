@@ -79,7 +79,8 @@ def main() -> None:
         inputs = []
         for frame in reader.frames(frames):
             fit = Fit.compute(frame.image.shape[:2], (replacer.bundle.height, replacer.bundle.width))
-            inputs.append((fit.image_to_model(frame.image)[None], fit.labels_to_model(stand_in_labels(frame.image))[None]))
+            labels = fit.labels_to_model(stand_in_labels(frame.image))
+            inputs.append((fit.image_to_model(frame.image)[None], labels[None]))
         reader.close()
         start = time.perf_counter()
         for x, lab in inputs:

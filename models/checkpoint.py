@@ -57,7 +57,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable SCAM checkpoint (truncated or foreign file: {reason[:200]})") from exc
+        raise CheckpointError(f"{path}: not a readable SCAM checkpoint "
+                              f"(truncated or foreign file: {reason[:200]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a SCAM checkpoint (no '{FORMAT}' format marker)")
     version = payload.get("format_version")

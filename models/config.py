@@ -83,13 +83,13 @@ class ModelConfig:
     @classmethod
     def preset(cls, name: str, labels: Sequence[str], height: int = 256, width: int = 256,
                **overrides: Any) -> "ModelConfig":
-        """`paper`: the spec's values. `small`: half the latent width (128) and half the
-        generator/discriminator channels; the largest variant measured to train at ≥ 1
-        image/s at 256×170 on a 2-core CPU (see README)."""
+        """`paper`: the spec's values. `small`: half the latent width (128), three quarters
+        of the generator's channels (nf 48), half the discriminator's; the largest variant
+        measured to train at ≥ 1 image/s at 256×170 on a 2-core CPU (bench/train_step.py)."""
         if name == "paper":
             values: dict[str, Any] = {}
         elif name == "small":
-            values = dict(latent_dim=128, attn_dim=128, gen_nf=32, disc_nf=32)
+            values = dict(latent_dim=128, attn_dim=128, gen_nf=48, disc_nf=32)
         else:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls(labels=tuple(labels), height=height, width=width, **{**values, **overrides})

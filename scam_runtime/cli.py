@@ -13,7 +13,7 @@ import numpy as np
 
 from .backend import PROVIDERS, BackendOptions, available_providers
 from .bundle import Bundle, BundleError
-from .errors import BundleFailure, InputError, LabelError, OutputError, RuntimeFailure
+from .errors import BundleFailure, LabelError, OutputError, RuntimeFailure
 from .geometry import FIT_MODES
 from .labels import MaskFiles, check_labels, get_parser, read_image, read_labels
 from .media import CODECS, FrameRange, SequenceWriter, VideoReader, VideoWriter, is_sequence, open_input, \

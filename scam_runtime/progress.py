@@ -21,8 +21,9 @@ class Progress:
         fps = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / fps if self.total and fps else None
         if self.mode == "json":
-            self.stream.write(json.dumps({"frame": frame_number, "done": self.done, "total": self.total,
-                                          "fps": round(fps, 2), "eta_s": None if eta is None else round(eta, 1)}) + "\n")
+            record = {"frame": frame_number, "done": self.done, "total": self.total, "fps": round(fps, 2),
+                      "eta_s": None if eta is None else round(eta, 1)}
+            self.stream.write(json.dumps(record) + "\n")
         elif self.mode == "bar":
             total = f"/{self.total}" if self.total else ""
             eta_text = f"  ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else ""

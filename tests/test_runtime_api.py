@@ -1,6 +1,5 @@
 """scam_runtime's Python API: geometry, compositing, SubjectReplacer, subjects, backends."""
 import threading
-import warnings
 
 import numpy as np
 import pytest

@@ -1,9 +1,7 @@
 """scam-run end to end: video timing and audio, lossless plates, chunks, resume, errors."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import av
 import numpy as np

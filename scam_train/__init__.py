@@ -1,0 +1,1 @@
+"""Training of SCAM networks; produces checkpoints through `models.save_checkpoint`."""

@@ -1,0 +1,35 @@
+"""Losses of the spec (paper §3.4, reference defaults), on the discriminator's outputs.
+
+`disc(image, mask)` returns, per scale, the features of every layer with the patch logits
+last; the GAN terms read the logits, feature matching the layers before them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DiscOutput = list[list[torch.Tensor]]
+
+
+def hinge_d(real: DiscOutput, fake: DiscOutput) -> torch.Tensor:
+    """Discriminator: mean(relu(1 - D(real))) + mean(relu(1 + D(fake))), averaged over scales."""
+    terms = [F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean() for r, f in zip(real, fake)]
+    return torch.stack(terms).mean()
+
+
+def hinge_g(fake: DiscOutput) -> torch.Tensor:
+    """Generator: -mean(D(fake)), averaged over scales."""
+    return torch.stack([-f[-1].mean() for f in fake]).mean()
+
+
+def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Reconstruction L1 (weighted by λ₁ = 10 in the spec's training)."""
+    return F.l1_loss(fake, real)
+
+
+def feature_matching(real: DiscOutput, fake: DiscOutput) -> torch.Tensor:
+    """L1 between the discriminator's intermediate features of fake and (detached) real
+    images, averaged over layers and scales: the weight-free alternative to VGG."""
+    per_scale = [torch.stack([F.l1_loss(f, r.detach()) for f, r in zip(fs[:-1], rs[:-1])]).mean()
+                 for rs, fs in zip(real, fake)]
+    return torch.stack(per_scale).mean()

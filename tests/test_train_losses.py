@@ -1,0 +1,37 @@
+"""The spec's losses on hand-computed values."""
+import pytest
+import torch
+
+from scam_train.losses import feature_matching, hinge_d, hinge_g, l1
+
+
+def out(*logits, feats=()):
+    """A discriminator output: one scale per logits tensor, with optional feature maps."""
+    return [[*feats, torch.tensor(v, dtype=torch.float32)] for v in logits]
+
+
+def test_hinge_d_by_hand():
+    real = out([2.0, 0.5], [-1.0, 1.0])    # relu(1-x): [0, .5] -> .25 ; [2, 0] -> 1
+    fake = out([-2.0, 0.0], [0.5, -0.5])   # relu(1+x): [0, 1] -> .5 ; [1.5, .5] -> 1
+    assert hinge_d(real, fake).item() == pytest.approx(((0.25 + 0.5) + (1 + 1)) / 2)
+
+
+def test_hinge_g_by_hand():
+    assert hinge_g(out([1.0, 3.0], [-2.0, 0.0])).item() == pytest.approx((-2.0 + 1.0) / 2)
+
+
+def test_l1_by_hand():
+    assert l1(torch.tensor([1.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])).item() == pytest.approx(1.0)
+
+
+def test_feature_matching_by_hand_and_real_side_detached():
+    r1, r2 = torch.zeros(2), torch.ones(2, requires_grad=True)
+    f1, f2 = torch.tensor([1.0, 3.0], requires_grad=True), torch.tensor([1.0, 1.0])
+    real = [[r1, r2, torch.zeros(1)]]
+    fake = [[f1, f2, torch.zeros(1)]]
+    loss = feature_matching(real, fake)      # mean(|[1,3]-0|)=2, mean(|[1,1]-1|)=0 -> 1
+    assert loss.item() == pytest.approx(1.0)
+    loss.backward()
+    assert r2.grad is None and f1.grad is not None
+    two_scales = feature_matching(real * 2, [[f1, f2 + 1, torch.zeros(1)], [f1, f2, torch.zeros(1)]])
+    assert two_scales.item() == pytest.approx(((2 + 1) / 2 + 1) / 2)
