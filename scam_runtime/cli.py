@@ -210,6 +210,10 @@ def video(source, subject, subject_mask, masks, parser, output, frame_range, bat
 
     def action() -> None:
         frames = FrameRange.parse(frame_range)
+        for option, value in (("--write-matte", write_matte), ("--write-labels", write_labels),
+                              ("--write-raw", write_raw)):
+            if value and not is_sequence(value):
+                raise ValueError(f"{option} needs an image-sequence pattern such as out.%04d.png, got {value}")
         if masks is None and parser is None:
             raise LabelError("frames need label maps: give --masks DIR_or_PATTERN or --parser NAME")
         replacer = _replacer(c)
