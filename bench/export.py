@@ -24,6 +24,8 @@ from scam_export.graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
+    """ONNX Runtime's defaults (spinning pools included), one graph at a time: unlike
+    `scam_runtime.backend.OnnxSession`, tuned for two sessions that alternate."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -62,24 +64,22 @@ def main() -> None:
         precisions = ["fp32"] if args.no_fp16 else ["fp32", "fp16"]
         with torch.no_grad():
             eager_enc = median_time(lambda: enc(image[:1], mask[:1]), args.repeats)
-        for precision in precisions:
-            path = tmp / f"enc{n}_{precision}.onnx"
-            export_onnx(EncoderGraph(enc, precision), (image, ids), path, 18, 8)
+        def report(graph, example, feeds: dict, name: str, path_name: str, precision: str, eager: float) -> None:
+            path = tmp / f"{name}{n}_{path_name}_{precision}.onnx"
+            export_onnx(graph, example, path, 18, 8)
             sess = ort_session(path, args.threads)
-            t = median_time(lambda: sess.run(None, feeds_enc), args.repeats)
-            print(f"| {n} | encoder | - | {precision} | {eager_enc * 1e3:.0f} | {t * 1e3:.0f} | "
-                  f"{eager_enc / t:.2f} |", flush=True)
+            t = median_time(lambda: sess.run(None, feeds), args.repeats)
+            print(f"| {n} | {name} | {path_name} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
+                  f"{eager / t:.2f} |", flush=True)
+
+        for precision in precisions:
+            report(EncoderGraph(enc, precision), (image, ids), feeds_enc, "encoder", "-", precision, eager_enc)
         for attention in ("dense", "sparse"):
             gen.attention_path = attention
             with torch.no_grad():
                 eager = median_time(lambda: gen(mask[:1], z[:1]), args.repeats)
             for precision in precisions:
-                path = tmp / f"gen{n}_{attention}_{precision}.onnx"
-                export_onnx(GeneratorGraph(gen, precision), (ids, z), path, 18, 8)
-                sess = ort_session(path, args.threads)
-                t = median_time(lambda: sess.run(None, feeds_gen), args.repeats)
-                print(f"| {n} | generator | {attention} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
-                      f"{eager / t:.2f} |", flush=True)
+                report(GeneratorGraph(gen, precision), (ids, z), feeds_gen, "generator", attention, precision, eager)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def _run(action: Callable[[], None], debug: bool) -> None:
         _fail(str(exc), EXIT_BAD_CHECKPOINT, debug)
     except ParityError as exc:
         _fail(str(exc), EXIT_PARITY, debug)
-    except (FileExistsError, PermissionError, OSError) as exc:
+    except OSError as exc:  # includes FileExistsError and PermissionError
         _fail(f"cannot write the bundle: {exc}", EXIT_UNWRITABLE, debug)
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written under the output name", 130, debug)

@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
 from models import ModelConfig, SATEncoder, SCAMGenerator, one_hot
+from scam_runtime.backend import BackendOptions, OnnxSession
 
 MIN_PSNR_DB = {"fp32": 60.0, "fp16": 35.0}
 
@@ -58,12 +58,6 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
-def _session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def check_parity(encoder_onnx: Path, generator_onnx: Path, encoder: SATEncoder,
                  generator: SCAMGenerator, precision: str, batch: int = 3) -> ParityReport:
     """`encoder`/`generator` are the checkpoint's fp32 networks with the bundle's noise mode."""
@@ -73,10 +67,10 @@ def check_parity(encoder_onnx: Path, generator_onnx: Path, encoder: SATEncoder,
         mask = one_hot(torch.from_numpy(labels).long(), config.num_labels)
         z_ref = encoder(torch.from_numpy(images), mask)
         out_ref = generator(mask, z_ref).numpy()
-    enc, gen = _session(encoder_onnx), _session(generator_onnx)
-    z_ort = enc.run(None, {"image": images, "labels": labels})[0]
-    out_gen = gen.run(None, {"labels": labels, "latents": z_ref.numpy()})[0]
-    out_e2e = gen.run(None, {"labels": labels, "latents": z_ort})[0]
+    enc, gen = OnnxSession(encoder_onnx, BackendOptions()), OnnxSession(generator_onnx, BackendOptions())
+    z_ort = enc.run(image=images, labels=labels)
+    out_gen = gen.run(labels=labels, latents=z_ref.numpy())
+    out_e2e = gen.run(labels=labels, latents=z_ort)
     return ParityReport(
         precision=precision, batch=batch, absent_label=absent,
         encoder_latents_max_abs=float(np.abs(z_ort - z_ref.numpy()).max()),

@@ -116,6 +116,8 @@ class SubjectReplacer:
             raise LabelError(f"--keep: unknown label(s) {', '.join(sorted(unknown))}; the bundle's labels are "
                              f"{', '.join(self.bundle.labels[1:])}")
         self.options = options
+        self._sources = {name: "frame" if i == 0 or name in options.keep else "subject"
+                         for i, name in enumerate(self.bundle.labels)}
         self.warn = warn
         self._temporal = _Temporal()
         self._warned: set[str] = set()
@@ -129,8 +131,7 @@ class SubjectReplacer:
 
     def mix_sources(self) -> dict[str, str]:
         """Where each label's latents come from: 'frame' or 'subject'."""
-        return {name: "frame" if i == 0 or name in self.options.keep else "subject"
-                for i, name in enumerate(self.bundle.labels)}
+        return dict(self._sources)
 
     def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
                       ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -162,7 +163,7 @@ class SubjectReplacer:
             raise InputError(f"subject latents are {subject.latents.shape}, the bundle needs "
                              f"{(self.bundle.num_latents, self.bundle.latent_dim)}")
         for i, name in enumerate(self.bundle.labels):
-            if self.mix_sources()[name] == "subject" and name not in subject.present and name not in self._warned \
+            if self._sources[name] == "subject" and name not in subject.present and name not in self._warned \
                     and any((lab == i).any() for lab in frame_labels):
                 self._warned.add(name)
                 self.warn(f"the subject shows no '{name}': its '{name}' latents carry no information about "
@@ -170,7 +171,7 @@ class SubjectReplacer:
 
     def _mix(self, z_frames: np.ndarray, subject: Subject) -> np.ndarray:
         z = z_frames.copy()
-        for name, source in self.mix_sources().items():
+        for name, source in self._sources.items():
             if source == "subject":
                 start, stop = self.bundle.latent_layout[name]
                 z[:, start:stop] = subject.latents[start:stop]

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,15 +16,14 @@ from scam_export.bundle import ExportOptions, export_bundle
 from scam_export.cli import main
 from scam_export.parity import blob_inputs, psnr_db
 from scam_export.trt_support import check_trt_compatible
+from scam_runtime.backend import BackendOptions, OnnxSession
 from scam_runtime.bundle import Bundle, BundleError
 
 torch.set_num_threads(2)
 
 
-def session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def session(path: Path) -> OnnxSession:
+    return OnnxSession(path, BackendOptions())
 
 
 def independent_psnr(bundle_dir: Path, ckpt: Path, batch: int, seed: int) -> tuple[float, float]:
@@ -36,8 +34,8 @@ def independent_psnr(bundle_dir: Path, ckpt: Path, batch: int, seed: int) -> tup
         mask = one_hot(torch.from_numpy(labels).long(), config.num_labels)
         z = enc(torch.from_numpy(images), mask)
         ref = gen(mask, z).numpy()
-    z_ort = session(bundle_dir / "encoder.onnx").run(None, {"image": images, "labels": labels})[0]
-    out = session(bundle_dir / "generator.onnx").run(None, {"labels": labels, "latents": z_ort})[0]
+    z_ort = session(bundle_dir / "encoder.onnx").run(image=images, labels=labels)
+    out = session(bundle_dir / "generator.onnx").run(labels=labels, latents=z_ort)
     return float(np.abs(z_ort - z.numpy()).max()), psnr_db(out, ref)
 
 
@@ -259,8 +257,8 @@ def test_tensorrt_engines_match_onnxruntime(small_bundle, tmp_path):
 
     z_trt = run_engine(folder / "encoder.engine", {"image": images, "labels": labels})["latents"]
     out_trt = run_engine(folder / "generator.engine", {"labels": labels, "latents": z_trt})["image"]
-    z_ort = session(bundle / "encoder.onnx").run(None, {"image": images, "labels": labels})[0]
-    out_ort = session(bundle / "generator.onnx").run(None, {"labels": labels, "latents": z_ort})[0]
+    z_ort = session(bundle / "encoder.onnx").run(image=images, labels=labels)
+    out_ort = session(bundle / "generator.onnx").run(labels=labels, latents=z_ort)
     print(f"TensorRT vs ONNX Runtime: latents max abs {np.abs(z_trt - z_ort).max():.2e}, "
           f"image PSNR {psnr_db(out_trt, out_ort):.1f} dB")
     assert psnr_db(out_trt, out_ort) >= 50
