@@ -52,8 +52,8 @@ class Fit:
         return (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
     def labels_to_model(self, labels: np.ndarray) -> np.ndarray:
-        """H×W label ids -> int32 h×w (nearest), padding as background."""
-        scaled = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((self.scaled_w, self.scaled_h),
+        """H×W label ids (8- or 16-bit) -> int32 h×w (nearest), padding as background."""
+        scaled = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((self.scaled_w, self.scaled_h),
                                                                             Image.NEAREST))
         return self._place(scaled, 0).astype(np.int32)
 

@@ -49,9 +49,14 @@ def read_labels(path: Path) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Any Pillow-readable image -> uint8 RGB H×W×3 (greyscale and alpha converted)."""
+    """Any Pillow-readable image -> uint8 RGB H×W×3 (greyscale, 16-bit and alpha converted)."""
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I"):  # 16/32-bit greyscale: Pillow's convert would clip at 255
+                wide = np.asarray(im).astype(np.float64)
+                scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or wide.max() > 255 else 255.0)
+                grey = np.clip(wide * scale + 0.5, 0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

@@ -1,0 +1,192 @@
+"""`scam-train fit | evaluate | sample`.
+
+Settings come from the TrainConfig defaults, then `--config FILE` (YAML or JSON), then the
+options given on the command line; the effective config is saved as `RUN/config.json`.
+`fit --out RUN --resume` alone continues a run with its saved config.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+_ERR = "scam-train: error:"
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"{_ERR} {message}", err=True)
+    sys.exit(code)
+
+
+def _run(action: Callable[[], None], debug: bool) -> None:
+    """One line and a distinct exit code per failure a user can act on."""
+    from models import CheckpointError
+    from scam_runtime.errors import RuntimeFailure
+
+    from .errors import TrainFailure
+    from .trainer import Interrupted
+    try:
+        action()
+    except Interrupted as exc:
+        click.echo(f"\nscam-train: {exc}", err=True)
+        sys.exit(130)
+    except TrainFailure as exc:
+        _fail(str(exc), exc.exit_code, debug)
+    except CheckpointError as exc:
+        _fail(str(exc), 4, debug)
+    except RuntimeFailure as exc:  # e.g. a sample grid that cannot be written
+        _fail(str(exc), 5, debug)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 5, debug)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Train, evaluate and sample SCAM models."""
+
+
+def _model_override(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--model")
+        out[key] = value.lower() == "true" if value.lower() in ("true", "false") else int(value)
+    return out
+
+
+_FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not given"
+    "data": "data", "out": "out", "scheme": "scheme", "labels_dir": "labels_dir", "split": "split", "fit": "fit",
+    "preset": "preset", "height": "height", "width": "width", "max_steps": "max_steps",
+    "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual_weight": "perceptual_weight",
+    "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights", "ema": "ema_decay",
+    "precision": "precision", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
+    "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
+    "snapshot_every": "snapshot_every", "progress": "progress",
+}
+
+
+@main.command()
+@click.option("--data", type=click.Path(file_okay=False), help="folder with images/ and labels/")
+@click.option("--out", type=click.Path(file_okay=False), help="run folder (checkpoints, logs, samples)")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON settings")
+@click.option("--scheme", help="label scheme: bfb3, ccp59-3, lip20-3, celebamask19, identity, or a JSON path")
+@click.option("--labels-dir", help="label folder name inside DIR [default: labels]")
+@click.option("--split", help="subfolder of DIR or list file of names")
+@click.option("--fit", type=click.Choice(["letterbox", "crop"]), help="aspect handling [default: letterbox]")
+@click.option("--preset", type=click.Choice(["small", "paper"]), help="[default: small]")
+@click.option("--height", type=int, help="[default: 256]")
+@click.option("--width", type=int, help="[default: 170]")
+@click.option("--model", "model_set", multiple=True, metavar="KEY=VALUE", help="model config field over the preset")
+@click.option("--max-steps", type=int, help="total steps of the run [default: 50000]")
+@click.option("--batch-size", type=int, help="global batch, split over processes [default: 32]")
+@click.option("--lr", type=float, help="encoder + generator [default: 1e-4]")
+@click.option("--lr-d", type=float, help="discriminator [default: 4e-4]")
+@click.option("--perceptual-weight", type=float, help="VGG19 loss weight, 0 = off [default: 10]")
+@click.option("--feature-matching-weight", type=float, help="[default: 10 if the VGG loss is off, else 0]")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), help="torchvision vgg19 state dict file")
+@click.option("--ema", type=float, help="EMA decay of encoder/generator weights, 0 = off [default: 0]")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="[default: auto]")
+@click.option("--grad-clip", type=float, help="max gradient norm, 0 = off [default: 0]")
+@click.option("--workers", type=int, help="data loader processes [default: 2]")
+@click.option("--seed", type=int)
+@click.option("--device", help="auto, cpu, cuda, cuda:N [default: auto]")
+@click.option("--log-every", type=int)
+@click.option("--sample-every", type=int)
+@click.option("--checkpoint-every", type=int, help="steps between RUN/last.pt writes [default: 1000]")
+@click.option("--snapshot-every", type=int, help="steps between kept step_N.pt copies, 0 = none [default: 10000]")
+@click.option("--progress", type=click.Choice(["bar", "json", "none"]))
+@click.option("--resume", is_flag=True, help="continue RUN/last.pt (with RUN/config.json unless --config)")
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def fit(config_file: str | None, model_set: tuple[str, ...], resume: bool, debug: bool, **options: Any) -> None:
+    """Train a SCAM model (one process, or each process of `torchrun`)."""
+    def action() -> None:
+        from .config import TrainConfig, read_config_file
+        from .trainer import Trainer
+        settings: dict[str, Any] = {}
+        run_config = Path(options["out"] or "", "config.json")
+        if config_file:
+            settings = read_config_file(config_file)
+        elif resume and options["out"] and run_config.is_file():
+            settings = read_config_file(run_config)
+        settings.update({_FIT_OPTIONS[k]: v for k, v in options.items() if v is not None})
+        if model_set:
+            settings["model"] = {**settings.get("model", {}), **_model_override(model_set)}
+        cfg = TrainConfig.from_dict(settings, config_file or "command line")
+        last = Trainer(cfg, resume=resume, note=lambda m: click.echo(m, err=True)).fit()
+        click.echo(str(last))
+    _run(action, debug)
+
+
+def _eval_options(f: Callable) -> Callable:
+    for decorator in reversed([
+        click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (model.pt)"),
+        click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/, labels/"),
+        click.option("--scheme", help="label scheme [default: the checkpoint's]"),
+        click.option("--labels-dir", default="labels", show_default=True),
+        click.option("--split", help="subfolder of DIR or list file of names"),
+        click.option("--fit", type=click.Choice(["letterbox", "crop"]), default="letterbox", show_default=True),
+        click.option("--limit", type=click.IntRange(2), help="first N pairs only"),
+        click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True),
+        click.option("--debug", is_flag=True, help="tracebacks on errors"),
+    ]):
+        f = decorator(f)
+    return f
+
+
+@main.command()
+@_eval_options
+@click.option("-o", "--out", "out_json", type=click.Path(dir_okay=False), help="JSON report [default: CKPT.eval.json]")
+@click.option("--grid", type=click.Path(dir_okay=False), help="grid PNG [default: CKPT.eval.png]")
+@click.option("--no-fid", is_flag=True, help="skip R-FID and S-FID")
+def evaluate(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str | None, fit: str,
+             limit: int | None, batch_size: int, debug: bool, out_json: str | None, grid: str | None,
+             no_fid: bool) -> None:
+    """PSNR, SSIM, R-FID and S-FID of a checkpoint on a labelled folder (Table 1 of the paper)."""
+    def action() -> None:
+        import json
+
+        from scam_runtime.media import write_image_atomic
+
+        from .evaluate import EvalData
+        from .evaluate import evaluate as run_eval
+        from .runlog import write_json_atomic
+        spec = EvalData(data, scheme, split, labels_dir, fit, limit)
+        with click.progressbar(length=1, label="evaluating", file=sys.stderr) as bar:
+            def each(n: int) -> None:
+                bar.length = max(bar.length, bar.pos + n)
+                bar.update(n)
+            report, picture = run_eval(ckpt, spec, batch_size, fid=not no_fid, each=each)
+        stem = Path(ckpt).with_suffix("")
+        json_path = write_json_atomic(out_json or f"{stem}.eval.json", report)
+        grid_path = Path(grid or f"{stem}.eval.png")
+        write_image_atomic(grid_path, picture)
+        click.echo(json.dumps(report, indent=2))
+        click.echo(f"report {json_path}, grid {grid_path}", err=True)
+    _run(action, debug)
+
+
+@main.command()
+@_eval_options
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="grid PNG")
+@click.option("--count", type=click.IntRange(2, 64), default=8, show_default=True, help="rows")
+def sample(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str | None, fit: str,
+           limit: int | None, batch_size: int, debug: bool, output: str, count: int) -> None:
+    """A grid of image | mask | reconstruction | subject swap for the first pairs of DIR."""
+    def action() -> None:
+        from scam_runtime.media import write_image_atomic
+
+        from .evaluate import EvalData, open_eval_data, reconstruct
+        from .visual import sample_grid
+        dataset, _ = open_eval_data(ckpt, EvalData(data, scheme, split, labels_dir, fit, min(count, limit or count)))
+        out = reconstruct(ckpt, dataset, batch_size)
+        picture = sample_grid(out["images"], out["ids"], out["recon"], out["swap"], len(dataset.scheme.labels))
+        write_image_atomic(Path(output), picture)
+        click.echo(output)
+    _run(action, debug)

@@ -1,0 +1,152 @@
+"""The training folder format: `DIR/images/NAME.{jpg,png}` beside `DIR/labels/NAME.png`.
+
+A split is a subfolder of `DIR` in the same format or a text file of names (one per
+line). Every pair is checked once up front (readable, same size, ids within the scheme),
+so a bad file stops the run with its name before any step is taken. Images and labels go
+through the runtime's own `Fit` geometry, so training sees frames as `scam-run` shows them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from scam_runtime.errors import RuntimeFailure
+from scam_runtime.geometry import FIT_MODES, Fit
+from scam_runtime.labels import read_image, read_labels
+
+from .errors import DataError
+from .schemes import LabelScheme
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: Path
+    labels: Path
+
+
+def find_pairs(root: str | Path, split: str | None = None, labels_dir: str = "labels") -> list[Pair]:
+    """Every (image, label map) pair of `root` (or of its split), sorted by name."""
+    root = Path(root)
+    names: list[str] | None = None
+    if split is not None:
+        if (root / split).is_dir():
+            root = root / split
+        else:
+            list_file = Path(split) if Path(split).is_file() else root / split
+            if not list_file.is_file():
+                raise DataError(f"{split}: split is neither a folder of {root} nor a list file")
+            names = [Path(line.strip()).stem for line in list_file.read_text().splitlines() if line.strip()]
+    image_dir, label_dir = root / "images", root / labels_dir
+    for folder in (image_dir, label_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder (the data format is DIR/images + DIR/{labels_dir})")
+    images = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    labels = {p.stem: p for p in sorted(label_dir.iterdir()) if p.suffix.lower() == ".png"}
+    if names is None:
+        names = sorted(images)
+        orphans = sorted(set(labels) - set(images))
+        if orphans:
+            raise DataError(f"{labels[orphans[0]]}: label map without an image "
+                            f"({len(orphans)} such file{'s' * (len(orphans) > 1)})")
+    pairs = []
+    for name in names:
+        if name not in images:
+            raise DataError(f"{image_dir / name}: image listed in the split not found (.jpg/.jpeg/.png)")
+        if name not in labels:
+            raise DataError(f"{images[name]}: no label map {label_dir / (name + '.png')}")
+        pairs.append(Pair(images[name], labels[name]))
+    if not pairs:
+        raise DataError(f"{image_dir}: no images (.jpg/.jpeg/.png)")
+    return pairs
+
+
+def check_pairs(pairs: list[Pair], scheme: LabelScheme) -> LabelScheme:
+    """Validate every pair; returns the scheme, made concrete if it reads its count off the data."""
+    top = 0
+    for pair in pairs:
+        try:
+            with Image.open(pair.image) as im:
+                size = im.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{pair.image}: unreadable image ({exc})") from None
+        ids = _labels(pair)
+        if ids.shape[::-1] != size:
+            raise DataError(f"{pair.labels}: label map is {ids.shape[1]}x{ids.shape[0]}, "
+                            f"its image {pair.image.name} is {size[0]}x{size[1]}")
+        top = max(top, int(scheme.apply(ids, pair.labels).max()))
+    return scheme.with_label_count(top + 1)
+
+
+def _labels(pair: Pair) -> np.ndarray:
+    try:
+        return read_labels(pair.labels)
+    except RuntimeFailure as exc:
+        raise DataError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-only: horizontal flip and light colour jitter (factors in 1 ± `jitter`)."""
+    flip: bool = True
+    jitter: float = 0.1
+
+
+class PairDataset(Dataset):
+    """(image in [-1, 1] as 3×H×W float, label ids as H×W int64) at the model's size.
+
+    Augmentation draws from a generator seeded by (seed, epoch, index): a sample is the
+    same whatever the worker count, and a resumed run sees what an unbroken one would.
+    """
+
+    def __init__(self, pairs: list[Pair], scheme: LabelScheme, height: int, width: int,
+                 fit: str = "letterbox", augment: Augment | None = None, seed: int = 0) -> None:
+        if fit not in FIT_MODES:
+            raise DataError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}")
+        self.pairs, self.scheme, self.size, self.fit = pairs, scheme, (height, width), fit
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pair at the model's size: float32 3×H×W image in [-1, 1], int64 H×W target ids."""
+        pair = self.pairs[index]
+        try:
+            image = read_image(pair.image)
+        except RuntimeFailure as exc:
+            raise DataError(str(exc)) from None
+        ids = self.scheme.apply(_labels(pair), pair.labels)
+        if ids.shape != image.shape[:2]:
+            raise DataError(f"{pair.labels}: label map is {ids.shape[1]}x{ids.shape[0]}, "
+                            f"its image {pair.image.name} is {image.shape[1]}x{image.shape[0]}")
+        fit = Fit.compute(image.shape[:2], self.size, self.fit)
+        return fit.image_to_model(image), fit.labels_to_model(ids).astype(np.int64)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, ids = (torch.from_numpy(a) for a in self.load(index))
+        if self.augment is not None:
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            image, ids = _augment(image, ids, self.augment, gen)
+        return image, ids
+
+
+def _augment(image: torch.Tensor, ids: torch.Tensor, aug: Augment, gen: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    draws = torch.rand(4, generator=gen)
+    if aug.flip and draws[0] < 0.5:
+        image, ids = image.flip(-1), ids.flip(-1)
+    if aug.jitter > 0:
+        brightness, contrast, saturation = (1 + aug.jitter * (2 * draws[1:] - 1)).tolist()
+        x = (image + 1) / 2 * brightness
+        x = (x - x.mean()) * contrast + x.mean()
+        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]).unsqueeze(0)
+        x = (x - grey) * saturation + grey
+        image = x.clamp(0, 1) * 2 - 1
+    return image, ids

@@ -1,0 +1,138 @@
+"""Training data: label schemes and their merges, the folder format, bad data, conversions."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scam_train.data import Augment, PairDataset, check_pairs, find_pairs
+from scam_train.errors import DataError
+from scam_train.schemes import load_scheme, parse_scheme, scheme_names
+
+
+def test_shipped_schemes():
+    assert {"bfb3", "ccp59-3", "lip20-3", "celebamask19", "identity"} <= set(scheme_names())
+    assert load_scheme("celebamask19").labels[18] == "cloth" and len(load_scheme("celebamask19").labels) == 19
+
+
+def test_ccp_merge_to_three_labels():
+    s = load_scheme("ccp59-3")
+    # null, hair, hat, sunglasses, glasses, skin, blouse, shoes
+    ids = np.array([[0, 19, 20, 47], [17, 41, 5, 39]])
+    assert s.apply(ids, "x.png").tolist() == [[0, 1, 1, 1], [1, 2, 2, 2]]
+    with pytest.raises(DataError, match=r"x.png: label id 59 is not in scheme 'ccp59-3'"):
+        s.apply(np.array([59]), "x.png")
+
+
+def test_lip_merge_to_three_labels():
+    s = load_scheme("lip20-3")
+    # background, hat, hair, glove, sunglasses, upper clothes, face, left arm, right shoe
+    assert s.apply(np.array([0, 1, 2, 3, 4, 5, 13, 14, 19]), "y").tolist() == [0, 1, 1, 2, 1, 2, 1, 2, 2]
+
+
+def test_identity_reads_its_count_off_the_data_and_fixed_schemes_reject_extra_ids():
+    assert load_scheme("identity").with_label_count(5).labels == tuple(f"label{i}" for i in range(5))
+    with pytest.raises(DataError, match="label id 3 is not in scheme 'bfb3'"):
+        load_scheme("bfb3").apply(np.array([0, 3]), "z.png")
+
+
+def test_scheme_file_errors(tmp_path):
+    with pytest.raises(DataError, match="unknown label scheme 'nope'"):
+        load_scheme("nope")
+    with pytest.raises(DataError, match="merge target 'hands' is not one of the labels"):
+        parse_scheme({"labels": ["bg", "fg"], "source_labels": ["a", "b"], "merge": {"hands": ["a"]}}, "t")
+    bad = tmp_path / "s.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="s.json: unreadable label scheme"):
+        load_scheme(str(bad))
+    good = tmp_path / "mine.json"
+    good.write_text(json.dumps({"labels": ["bg", "fg"], "source_labels": ["a", "b", "c"],
+                                "merge": {"bg": ["a"]}, "default": "fg"}))
+    assert load_scheme(str(good)).apply(np.array([0, 1, 2]), "m").tolist() == [0, 1, 1]
+
+
+def _pair(root, name, image, labels, ext=".png"):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    image.save(root / "images" / f"{name}{ext}")
+    if labels is not None:
+        labels.save(root / "labels" / f"{name}.png")
+
+
+def _ids(h=40, w=30, top=2):
+    return Image.fromarray((np.arange(h * w).reshape(h, w) % (top + 1)).astype(np.uint8))
+
+
+def _rgb(h=40, w=30):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def test_folder_format_split_by_list_and_by_folder(tmp_path):
+    for name in ("a", "b", "c"):
+        _pair(tmp_path, name, _rgb(), _ids())
+    (tmp_path / "val.txt").write_text("b\nc.jpg\n")
+    assert [p.image.stem for p in find_pairs(tmp_path, "val.txt")] == ["b", "c"]
+    _pair(tmp_path / "train", "d", _rgb(), _ids())
+    assert [p.image.stem for p in find_pairs(tmp_path, "train")] == ["d"]
+    with pytest.raises(DataError, match="nosplit: split is neither a folder"):
+        find_pairs(tmp_path, "nosplit")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_labels", r"images/a.png: no label map"),
+    ("orphan_labels", r"labels/z.png: label map without an image"),
+    ("size", r"labels/a.png: label map is 30x40, its image a.png is 31x40"),
+    ("unreadable", r"images/a.jpg: unreadable image"),
+    ("scheme", r"labels/a.png: label id 3 is not in scheme 'bfb3'"),
+    ("rgb_labels", r"labels/a.png: label map must be a single-channel image"),
+])
+def test_bad_data_names_the_file(tmp_path, case, message):
+    if case == "missing_labels":
+        _pair(tmp_path, "a", _rgb(), None)
+    elif case == "orphan_labels":
+        _pair(tmp_path, "a", _rgb(), _ids())
+        _ids().save(tmp_path / "labels" / "z.png")
+    elif case == "size":
+        _pair(tmp_path, "a", _rgb(40, 31), _ids())
+    elif case == "unreadable":
+        _pair(tmp_path, "a", _rgb(), _ids(), ext=".jpg")
+        (tmp_path / "images" / "a.jpg").write_bytes(b"not a jpeg")
+    elif case == "scheme":
+        _pair(tmp_path, "a", _rgb(), _ids(top=3))
+    elif case == "rgb_labels":
+        _pair(tmp_path, "a", _rgb(), _rgb())
+    with pytest.raises(DataError, match=message):
+        check_pairs(find_pairs(tmp_path), load_scheme("bfb3"))
+
+
+def test_greyscale_rgba_and_16_bit_inputs_are_converted(tmp_path):
+    grey16 = Image.fromarray((np.linspace(0, 65535, 40 * 30).reshape(40, 30)).astype(np.uint16))
+    _pair(tmp_path, "g", Image.fromarray(np.full((40, 30), 128, np.uint8)), _ids())
+    _pair(tmp_path, "r", Image.fromarray(np.full((40, 30, 4), 200, np.uint8)), _ids())
+    _pair(tmp_path, "w", grey16, Image.fromarray(np.full((40, 30), 300, np.uint16)))
+    pairs = find_pairs(tmp_path)
+    scheme = check_pairs(pairs, load_scheme("identity"))
+    assert len(scheme.labels) == 301  # the 16-bit label id 300 is read as it is
+    ds = PairDataset(pairs, scheme, 32, 24)
+    images = {p.image.stem: ds.load(i) for i, p in enumerate(pairs)}
+    assert all(img.shape == (3, 32, 24) and ids.shape == (32, 24) for img, ids in images.values())
+    assert np.allclose(images["g"][0][:, 16, 12], 128 / 127.5 - 1, atol=1e-6)
+    w_img, w_ids = images["w"]
+    assert w_img[0, 0, 0] < -0.9 and w_img[0, -1, -1] > 0.9  # full 16-bit range, not clipped at 255
+    assert w_ids.max() == 300
+
+
+def test_letterbox_pads_and_augmentation_is_reproducible(tmp_path):
+    _pair(tmp_path, "a", _rgb(40, 30), _ids(40, 30))
+    pairs = find_pairs(tmp_path)
+    ds = PairDataset(pairs, load_scheme("bfb3"), 40, 60, augment=Augment(), seed=3)
+    image, ids = ds.load(0)
+    assert (image[:, :, :10] == -1).all() and (ids[:, :10] == 0).all()  # letterbox bars: black, background
+    a, b = ds[0], ds[0]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    draws = set()
+    for epoch in range(8):
+        ds.epoch = epoch
+        draws.add(round(float(ds[0][0].mean()), 5))
+    assert len(draws) > 1  # jitter varies with the epoch
