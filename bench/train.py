@@ -62,8 +62,8 @@ def main() -> None:
             baseline = None
             for precision in args.precisions:
                 cfg = TrainConfig(data=args.data, out=str(Path(tmp) / "run"), split=str(split),
-                                  labels_dir="labels3", preset=preset, model=overrides, height=args.height, width=args.width,
-                                  batch_size=args.batch, precision=precision, vgg_weights=str(vgg),
+                                  labels_dir="labels3", preset=preset, model=overrides, height=args.height,
+                                  width=args.width, batch_size=args.batch, precision=precision, vgg_weights=str(vgg),
                                   device=args.device, workers=0)
                 trainer = Trainer(cfg, note=lambda m: None)
                 batch = [trainer.dataset[i] for i in range(args.batch)]

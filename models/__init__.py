@@ -7,11 +7,12 @@ from .discriminator import PatchGANDiscriminator
 from .encoder import SATEncoder
 from .generator import ATTENTION_PATHS, NOISE_MODES, SCAMGenerator, SCAMOperation
 from .layout import assignment_matrix, latent_layout, one_hot
+from .parsing import ParserNet, ParserNetConfig
 from .posemb import sinusoidal_table
 
 __all__ = [
     "MASKED_LOGIT", "SATBlock", "SemanticCrossAttention", "label_sparse_attention", "FORMAT_VERSION", "CheckpointError",
     "load_checkpoint", "read_checkpoint", "save_checkpoint", "PRESETS", "ModelConfig",
     "PatchGANDiscriminator", "SATEncoder", "ATTENTION_PATHS", "NOISE_MODES", "SCAMGenerator", "SCAMOperation",
-    "assignment_matrix", "latent_layout", "one_hot", "sinusoidal_table",
+    "assignment_matrix", "latent_layout", "one_hot", "sinusoidal_table", "ParserNet", "ParserNetConfig",
 ]

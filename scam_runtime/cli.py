@@ -13,11 +13,20 @@ import numpy as np
 
 from .backend import PROVIDERS, BackendOptions, available_providers
 from .bundle import Bundle, BundleError
-from .errors import BundleFailure, LabelError, OutputError, RuntimeFailure
+from .errors import BundleFailure, OutputError, RuntimeFailure
 from .geometry import FIT_MODES
-from .labels import MaskFiles, check_labels, get_parser, read_image, read_labels
-from .media import CODECS, FrameRange, SequenceWriter, VideoReader, VideoWriter, is_sequence, open_input, \
-    write_image_atomic
+from .labels import MaskFiles, check_labels, read_image, read_labels
+from .media import (
+    CODECS,
+    FrameRange,
+    SequenceWriter,
+    VideoReader,
+    VideoWriter,
+    is_sequence,
+    open_input,
+    write_image_atomic,
+)
+from .parsing import BUILTIN_MODEL, Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
 from .progress import PROGRESS_MODES, Progress
 from .replacer import ReplaceOptions, Subject, SubjectReplacer
@@ -100,21 +109,40 @@ def _replacer(c: Common) -> SubjectReplacer:
     return replacer
 
 
-def _labels_for_image(replacer: SubjectReplacer, image: np.ndarray, mask: Path | None, parser: str | None,
-                      what: str) -> np.ndarray:
+def _labels_for_image(replacer: SubjectReplacer, image: np.ndarray, mask: Path | None, parser: str,
+                      backend: BackendOptions) -> np.ndarray:
+    """The label map from its file, else from a fresh parser (no temporal state)."""
     if mask is not None:
         return check_labels(read_labels(mask), len(replacer.bundle.labels), image.shape[:2], str(mask), _warn)
-    if parser is not None:
-        return get_parser(parser, replacer.bundle.labels)(image)
-    raise LabelError(f"{what}: no label map; give one (--{'subject-mask' if what == 'subject' else 'mask'}) "
-                     f"or a parser (--parser)")
+    return _make_parser(parser, replacer.bundle.labels, ParserOptions(backend=backend))(image)
 
 
-def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: str | None) -> Subject:
+def _make_parser(name: str, labels: tuple[str, ...], options: ParserOptions) -> Parser:
+    if name == "auto":
+        name = auto_parser_name()
+    parser = get_parser(name, labels, options)
+    click.echo(f"scam-run: label maps from the {name} parser", err=True)
+    return parser
+
+
+def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: str,
+             backend: BackendOptions) -> Subject:
     if subject.suffix == ".npz":
         return Subject.load(subject)
     image = read_image(subject)
-    return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser, "subject"))
+    return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser, backend))
+
+
+def _version_of(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "not installed (pip install 'scam[mediapipe]')"
+
+
+PARSER_HELP = ("label parser for images without a label map: auto (mediapipe where installed, else builtin), "
+               "builtin, mediapipe or onnx:PATH")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,7 +156,7 @@ def main() -> None:
               help="subject image, or a .npz from encode-subject")
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--mask", type=click.Path(dir_okay=False, path_type=Path), help="label map of TARGET")
-@click.option("--parser", help="label parser for images without label maps")
+@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--write-matte", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--write-raw", type=click.Path(dir_okay=False, path_type=Path))
@@ -139,9 +167,9 @@ def image(target, subject, subject_mask, mask, parser, output, write_matte, writ
 
     def action() -> None:
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser)
+        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
         plate = read_image(target)
-        result = replacer.process(plate, _labels_for_image(replacer, plate, mask, parser, "target"), subj)
+        result = replacer.process(plate, _labels_for_image(replacer, plate, mask, parser, c.backend), subj)
         for path, img in ((output, result.composite), (write_matte, np.round(result.matte * 255).astype(np.uint8)),
                           (write_raw, result.generated)):
             if path is not None:
@@ -156,7 +184,7 @@ def image(target, subject, subject_mask, mask, parser, output, write_matte, writ
 @main.command("encode-subject")
 @click.argument("subject", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--parser")
+@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @common_options
 def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
@@ -165,7 +193,7 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 
     def action() -> None:
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser)
+        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
         if not output.parent.is_dir():
             raise OutputError(f"{output.parent}: output folder missing")
         tmp = output.with_name(f".{output.stem}.partial.npz")
@@ -186,7 +214,9 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
               help="subject image, or a .npz from encode-subject")
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--masks", help="label maps of the frames: a folder, or a pattern like masks/%04d.png")
-@click.option("--parser", help="label parser for frames without label maps")
+@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP + " (frames without --masks)")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="parser: weight of the previous frames in the running average of label probabilities")
 @click.option("-o", "--output", required=True, help="video file, or an image-sequence pattern out.%04d.png")
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True)
@@ -203,8 +233,8 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="bar", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
-def video(source, subject, subject_mask, masks, parser, output, frame_range, batch, codec, crf, pix_fmt, audio,
-          temporal, write_matte, write_labels, write_raw, resume, progress_mode, quiet, **kw) -> None:
+def video(source, subject, subject_mask, masks, parser, label_smoothing, output, frame_range, batch, codec, crf,
+          pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode, quiet, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     c = _common(**kw, temporal=temporal)
 
@@ -214,14 +244,15 @@ def video(source, subject, subject_mask, masks, parser, output, frame_range, bat
                               ("--write-raw", write_raw)):
             if value and not is_sequence(value):
                 raise ValueError(f"{option} needs an image-sequence pattern such as out.%04d.png, got {value}")
-        if masks is None and parser is None:
-            raise LabelError("frames need label maps: give --masks DIR_or_PATTERN or --parser NAME")
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser)
+        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
         reader = open_input(source)
         try:
             mask_files = MaskFiles(masks) if masks else None
-            frame_parser = get_parser(parser, replacer.bundle.labels) if mask_files is None else None
+            frame_parser = None
+            if mask_files is None:
+                frame_parser = _make_parser(parser, replacer.bundle.labels,
+                                            ParserOptions(label_smoothing, backend=c.backend))
             if mask_files is not None and frames == FrameRange() and reader.count:
                 mask_files.check_count(reader.count)
             writer: VideoWriter | SequenceWriter
@@ -281,6 +312,8 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
         report["tensorrt"] = tensorrt.__version__
     except ImportError:
         report["tensorrt"] = None
+    report["parsers"] = {"builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
+                         "mediapipe": _version_of("mediapipe")}
     ok = True
     try:
         path = _bundle_path(bundle)

@@ -1,10 +1,10 @@
-"""Label maps in the bundle's scheme: read from files, validated, or made by a parser."""
+"""Label maps in the bundle's scheme, read from files and validated (parsers: `parsing`)."""
 from __future__ import annotations
 
 import re
 import warnings
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -12,27 +12,6 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InputError, LabelError
 
 Warn = Callable[[str], None]
-
-
-class Parser(Protocol):
-    """Turns an RGB uint8 H×W×3 image into H×W label ids of the bundle's scheme."""
-
-    def __call__(self, image: np.ndarray) -> np.ndarray: ...
-
-
-PARSERS: dict[str, Callable[[tuple[str, ...]], Parser]] = {}
-"""name -> factory(bundle label names) -> parser; filled by `register_parser`."""
-
-
-def register_parser(name: str, factory: Callable[[tuple[str, ...]], Parser]) -> None:
-    PARSERS[name] = factory
-
-
-def get_parser(name: str, labels: tuple[str, ...]) -> Parser:
-    if name not in PARSERS:
-        known = ", ".join(sorted(PARSERS)) or "none installed"
-        raise LabelError(f"unknown parser '{name}' (available: {known}); give label maps with --masks")
-    return PARSERS[name](labels)
 
 
 def read_labels(path: Path) -> np.ndarray:

@@ -190,3 +190,80 @@ def sample(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str
         write_image_atomic(Path(output), picture)
         click.echo(output)
     _run(action, debug)
+
+
+@main.command("parser-fit")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/ and labels")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for parser.pt/.onnx/.json")
+@click.option("--labels-dir", default="labels3", show_default=True)
+@click.option("--scheme", default="bfb3", show_default=True, help="label scheme of the label maps")
+@click.option("--split", help="training names (subfolder or list file) [default: all but --val-split]")
+@click.option("--val-split", help="held-out names for the per-epoch mIoU (e.g. scam_train/splits/ccp-val.txt)")
+@click.option("--height", type=int, default=256, show_default=True)
+@click.option("--width", type=int, default=192, show_default=True)
+@click.option("--widths", default="16,32,48,96,128", show_default=True,
+              help="network channels at strides 2..32", callback=lambda c, p, v: tuple(int(x) for x in v.split(",")))
+@click.option("--zoom", default="0.3,4.0", show_default=True, help="augmentation: zoom range MIN,MAX",
+              callback=lambda c, p, v: tuple(float(x) for x in v.split(",")))
+@click.option("--backdrop", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="augmentation: probability of another photo behind (else black)")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def parser_fit(debug: bool, **options: Any) -> None:
+    """Train the built-in human parser; exports OUT/parser.onnx + .json (load with --parser onnx:PATH)."""
+    def action() -> None:
+        from .parser_fit import ParserTrainConfig, fit_parser
+        fit_parser(ParserTrainConfig(**options), note=lambda m: click.echo(m, err=True))
+    _run(action, debug)
+
+
+@main.command("parser-eval")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/ and labels")
+@click.option("--labels-dir", default="labels3", show_default=True)
+@click.option("--scheme", default="bfb3", show_default=True)
+@click.option("--split", help="names to evaluate (subfolder or list file)")
+@click.option("--parser", "parsers", multiple=True, default=["builtin"], show_default=True,
+              help="backend(s): builtin, mediapipe, onnx:PATH (repeatable)")
+@click.option("-o", "--out", "out_json", type=click.Path(dir_okay=False), help="JSON report")
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, parsers: tuple[str, ...],
+                out_json: str | None, debug: bool) -> None:
+    """Per-label IoU and mIoU of parser backends against labelled photos, at their full size."""
+    def action() -> None:
+        import json
+
+        from .parser_eval import evaluate_parsers
+        from .runlog import write_json_atomic
+        with click.progressbar(length=1, label="parsing", file=sys.stderr) as bar:
+            def each(total: int) -> None:
+                bar.length = total
+                bar.update(1)
+            report = evaluate_parsers(data, labels_dir, scheme, split, parsers, each=each)
+        if out_json:
+            write_json_atomic(out_json, report)
+        click.echo(json.dumps(report, indent=2))
+    _run(action, debug)
+
+
+@main.command()
+@click.option("--images", required=True, type=click.Path(file_okay=False), help="folder of photos")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="dataset folder to write")
+@click.option("--parser", default="auto", show_default=True,
+              help="auto (mediapipe where installed, else builtin), builtin, mediapipe, onnx:PATH")
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def prepare(images: str, out: str, parser: str, debug: bool) -> None:
+    """Label a plain folder of photos: OUT/images/ (copies) + OUT/labels/ (bfb3 ids), ready for `fit`."""
+    def action() -> None:
+        from .prepare import prepare_folder
+        with click.progressbar(length=1, label="labelling", file=sys.stderr) as bar:
+            def each(total: int) -> None:
+                bar.length = total
+                bar.update(1)
+            count = prepare_folder(Path(images), Path(out), parser, each=each)
+        click.echo(f"{count} photos labelled in {out}")
+    _run(action, debug)

@@ -253,3 +253,18 @@ def test_real_clip_pose_1(small_bundle, shared, tmp_path):
     assert len(got) == len(src) == 120 and rate_out == rate_in
     assert [p * tb_out for p, _ in got] == [p * tb_in for p, _ in src]
     assert got[0][1].shape == (576, 576, 3)
+
+
+def test_video_needs_only_a_subject_photo(small_bundle, shared, tmp_path):
+    """No label maps at all: the built-in parser labels the subject photo and every frame."""
+    source = shared / "data" / "video" / "pose_1.mp4"
+    out, labels = tmp_path / "out.mkv", tmp_path / "labels.%04d.png"
+    result = run("video", "--bundle", small_bundle, "--subject", shared / "data" / "ccp" / "images" / "0001.jpg",
+                 source, "-o", out, "--frames", "0-5", "--label-smoothing", "0.5", "--codec", "ffv1",
+                 "--write-labels", labels, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert len(decode(out)[0]) == 6
+    maps = [np.asarray(Image.open(str(labels) % i)) for i in range(6)]
+    assert all(m.shape == (576, 576) and m.max() <= 2 for m in maps)
+    person = [(m > 0).mean() for m in maps]
+    assert all(0.02 < p < 0.6 for p in person), person  # one person, not the whole frame, not nothing

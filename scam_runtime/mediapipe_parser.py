@@ -1,0 +1,66 @@
+"""The `mediapipe` parser (extra `[mediapipe]`, pinned to 0.10.14: the last release whose
+wheel bundles its models, so it works offline).
+
+Person: with `keep="largest"` (the subject) the pose model's segmentation mask, which
+covers the one person it tracks (person IoU 0.955 vs the selfie model's 0.891 on
+people/pose.jpg), or the selfie model's where no pose is found; with `keep="all"` the
+selfie segmentation model, which covers everyone (0.912 on people/three_people.jpg, where
+the pose mask covers one of three: 0.327). Face: person pixels inside the
+face detector's box widened for hair and hats (½ box width each side, ¾ box height above,
+¼ below). Body: every other person pixel.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .errors import LabelError
+from .geometry import Fit
+from .parsing import ParserOptions, ProbabilityParser
+
+FACE_GROW = (0.5, 0.75, 0.25)  # sideways, above, below, in face-box widths/heights
+
+
+class MediapipeParser(ProbabilityParser):
+    def __init__(self, labels: tuple[str, ...], options: ParserOptions = ParserOptions()) -> None:
+        super().__init__(options)
+        try:
+            import mediapipe as mp
+        except ImportError:
+            raise LabelError("parser 'mediapipe' needs the mediapipe extra: pip install 'scam[mediapipe]' "
+                             "(mediapipe==0.10.14)") from None
+        missing = [n for n in ("background", "face", "body") if n not in labels]
+        if missing:
+            raise LabelError(f"parser 'mediapipe' makes background/face/body labels; the bundle lacks {missing}")
+        self.ids = [labels.index(n) for n in ("background", "face", "body")]
+        self.num_labels = len(labels)
+        solutions = mp.solutions
+        self.pose = solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
+        self.selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self.faces = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+        self.provider = "cpu"
+
+    def _canvas_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
+        h, w = image.shape[:2]
+        with self._lock:
+            person = self.pose.process(image).segmentation_mask if self.options.keep == "largest" else None
+            if person is None:
+                person = self.selfie.process(image).segmentation_mask
+            detections = self.faces.process(image).detections or []
+        person = np.clip(np.asarray(person, np.float32), 0, 1)
+        face_zone = np.zeros((h, w), bool)
+        for det in detections:
+            box = det.location_data.relative_bounding_box
+            x0, y0, bw, bh = box.xmin * w, box.ymin * h, box.width * w, box.height * h
+            side, above, below = FACE_GROW
+            ys = slice(max(0, int(y0 - above * bh)), min(h, int(y0 + bh * (1 + below)) + 1))
+            xs = slice(max(0, int(x0 - side * bw)), min(w, int(x0 + bw * (1 + side)) + 1))
+            face_zone[ys, xs] = True
+        probs = np.zeros((self.num_labels, h, w), np.float32)
+        probs[self.ids[0]] = 1 - person
+        probs[self.ids[1]] = person * face_zone
+        probs[self.ids[2]] = person * ~face_zone
+        return probs, Fit.compute((h, w), (h, w), "letterbox")
+

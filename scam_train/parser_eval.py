@@ -1,0 +1,44 @@
+"""`scam-train parser-eval`: per-label IoU and mIoU of parser backends on labelled photos.
+
+IoU is computed over the whole set (intersections and unions summed over all pixels of
+all photos, at each photo's full size), per label of the scheme; mIoU is their mean.
+The parsers run as `scam-run` runs them (the runtime's `get_parser`, keep="largest").
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from scam_runtime.labels import read_image, read_labels
+from scam_runtime.parsing import get_parser
+
+from .data import check_pairs, find_pairs
+from .parser_fit import iou_counts
+from .schemes import load_scheme
+
+
+def evaluate_parsers(data: str, labels_dir: str, scheme_name: str, split: str | None, parsers: Sequence[str],
+                     each: Callable[[int], None] = lambda total: None) -> dict:
+    pairs = find_pairs(data, split, labels_dir)
+    scheme = check_pairs(pairs, load_scheme(scheme_name))
+    labels = tuple(scheme.labels)
+    report: dict = {"data": data, "split": split, "labels_dir": labels_dir, "images": len(pairs), "parsers": {}}
+    for name in parsers:
+        parser = get_parser(name, labels)
+        counts = np.zeros((len(labels), 2), np.int64)
+        seconds = 0.0
+        for pair in pairs:
+            image = read_image(pair.image)
+            truth = scheme.apply(read_labels(pair.labels), pair.labels)
+            start = time.perf_counter()
+            pred = parser(image)
+            seconds += time.perf_counter() - start
+            counts += iou_counts(pred, truth, len(labels))
+            each(len(pairs) * len(parsers))
+        iou = counts[:, 0] / np.maximum(counts[:, 1], 1)
+        report["parsers"][name] = {"miou": round(float(iou.mean()), 4),
+                                   "iou": {n: round(float(v), 4) for n, v in zip(labels, iou)},
+                                   "ms_per_image": round(1000 * seconds / len(pairs), 1)}
+    return report

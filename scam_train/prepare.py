@@ -1,0 +1,49 @@
+"""`scam-train prepare`: a plain folder of photos → the training folder format, labelled
+by a parser; the photos are copied as they are."""
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from scam_runtime.labels import read_image
+from scam_runtime.media import write_image_atomic
+from scam_runtime.parsing import ParserOptions, get_parser
+
+from .errors import DataError
+from .schemes import load_scheme
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def prepare_folder(images: Path, out: Path, parser_name: str = "builtin",
+                   each: Callable[[int], None] = lambda total: None) -> int:
+    """Label every photo of `images` into `out/images` + `out/labels` (bfb3 ids); returns the count.
+
+    Photos already labelled in `out` are skipped, so an interrupted run can simply be repeated.
+    """
+    photos = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if images.is_dir() else []
+    if not photos:
+        raise DataError(f"{images}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    stems = [p.stem for p in photos]
+    dupes = {s for s in stems if stems.count(s) > 1}
+    if dupes:
+        raise DataError(f"{images}: several photos share the name {sorted(dupes)[0]} (labels are NAME.png)")
+    labels = tuple(load_scheme("bfb3").labels)
+    parser = get_parser(parser_name, labels, ParserOptions())
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(exist_ok=True)
+    for photo in photos:
+        target = out / "labels" / f"{photo.stem}.png"
+        if not target.exists():
+            image = read_image(photo)  # validates before anything is written
+            ids = parser(image).astype(np.uint8)
+            copy = out / "images" / photo.name
+            tmp = copy.with_name(f".{copy.name}.tmp")
+            shutil.copyfile(photo, tmp)
+            tmp.replace(copy)
+            write_image_atomic(target, ids)  # the label last: its presence marks a finished photo
+        each(len(photos))
+    return len(photos)

@@ -1,0 +1,86 @@
+"""The parser's training side: `parser-fit` exports a model the runtime loads,
+`parser-eval` reports IoU, `prepare` turns a plain photo folder into a dataset."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+
+from scam_runtime.backend import BackendOptions, OnnxSession
+from scam_runtime.parsing import get_parser
+from scam_train.cli import main
+from scam_train.data import check_pairs, find_pairs
+from scam_train.parser_data import ParserAugment, ParserDataset
+from scam_train.parser_fit import load_parser
+from scam_train.schemes import load_scheme
+
+
+def test_augmented_samples_cover_the_canvas_and_keep_labels(shared):
+    pairs = find_pairs(shared / "data" / "ccp", None, "labels3")[:3]
+    data = ParserDataset(pairs, load_scheme("bfb3"), 64, 48, ParserAugment(), seed=1)
+    image, ids = data[0]
+    assert image.shape == (3, 64, 48) and ids.shape == (64, 48)
+    assert -1 <= float(image.min()) and float(image.max()) <= 1 and set(ids.unique().tolist()) <= {0, 1, 2}
+    again = data[0]
+    assert (again[0] == image).all()  # a sample is a function of (seed, epoch, index)
+    data.epoch = 1
+    assert not (data[0][0] == image).all()
+    plain = ParserDataset(pairs, load_scheme("bfb3"), 64, 48, ParserAugment.none())[0][1]
+    assert (plain > 0).any()
+
+
+def test_parser_fit_exports_a_model_the_runtime_loads(shared, tmp_path):
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text("0001\n0002\n0003\n0004\n0005\n0006\n0007\n0008\n")
+    val.write_text("0010\n0020\n")
+    r = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(tmp_path / "p"),
+                                  "--split", str(train), "--val-split", str(val), "--height", "64", "--width", "64",
+                                  "--epochs", "2", "--batch-size", "4", "--workers", "0"])
+    assert r.exit_code == 0, r.output
+    log = [json.loads(line) for line in (tmp_path / "p" / "parser_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2] and all(0 <= e["miou"] <= 1 for e in log)
+    meta = json.loads((tmp_path / "p" / "parser.json").read_text())
+    assert meta["labels"] == ["background", "face", "body"] and meta["input"]["height"] == 64
+    # the ONNX file computes what the checkpoint does
+    net = load_parser(tmp_path / "p" / "parser.pt")
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = net(x).softmax(1).numpy()
+    got = OnnxSession(tmp_path / "p" / "parser.onnx", BackendOptions()).run(image=x.numpy())
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    parser = get_parser(f"onnx:{tmp_path / 'p' / 'parser.onnx'}", ("background", "face", "body"))
+    labels = parser(np.zeros((50, 30, 3), np.uint8))
+    assert labels.shape == (50, 30) and labels.max() <= 2
+
+
+def test_parser_eval_reports_iou_per_label(shared, tmp_path):
+    split = tmp_path / "val.txt"
+    split.write_text("0010\n0020\n0030\n")
+    out = tmp_path / "eval.json"
+    r = CliRunner().invoke(main, ["parser-eval", "--data", str(shared / "data" / "ccp"), "--split", str(split),
+                                  "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())["parsers"]["builtin"]
+    assert set(report["iou"]) == {"background", "face", "body"}
+    assert report["miou"] == round(float(np.mean(list(report["iou"].values()))), 4)
+    assert report["miou"] > 0.5  # the shipped parser on held-out photos (measured: see README)
+
+
+def test_prepare_labels_a_plain_photo_folder(shared, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("pose.jpg", "portrait.jpg"):
+        (photos / name).write_bytes((shared / "data" / "people" / name).read_bytes())
+    (photos / "notes.txt").write_text("not a photo")
+    r = CliRunner().invoke(main, ["prepare", "--images", str(photos), "--out", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    pairs = find_pairs(tmp_path / "ds")
+    assert [p.image.name for p in pairs] == ["portrait.jpg", "pose.jpg"]
+    check_pairs(pairs, load_scheme("bfb3"))  # sizes match, ids within the scheme
+    stamp = (tmp_path / "ds" / "labels" / "pose.png").stat().st_mtime_ns
+    r = CliRunner().invoke(main, ["prepare", "--images", str(photos), "--out", str(tmp_path / "ds")])
+    assert r.exit_code == 0 and (tmp_path / "ds" / "labels" / "pose.png").stat().st_mtime_ns == stamp
+    r = CliRunner().invoke(main, ["prepare", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 3 and "none: no photos" in r.output
