@@ -16,9 +16,9 @@ from torch import nn
 @dataclass(frozen=True)
 class ParserNetConfig:
     labels: tuple[str, ...] = ("background", "face", "body")
-    height: int = 256                                  # input canvas (the frame is letterboxed into it)
-    width: int = 192
-    widths: tuple[int, ...] = (16, 32, 48, 96, 128)   # channels at strides 2, 4, 8, 16, 32
+    height: int = 320                                  # input canvas (the frame is letterboxed into it)
+    width: int = 224
+    widths: tuple[int, ...] = (24, 48, 64, 128, 192)  # channels at strides 2, 4, 8, 16, 32
 
     def __post_init__(self) -> None:
         stride = 2 ** len(self.widths)

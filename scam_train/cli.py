@@ -199,15 +199,15 @@ def sample(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str
 @click.option("--scheme", default="bfb3", show_default=True, help="label scheme of the label maps")
 @click.option("--split", help="training names (subfolder or list file) [default: all but --val-split]")
 @click.option("--val-split", help="held-out names for the per-epoch mIoU (e.g. scam_train/splits/ccp-val.txt)")
-@click.option("--height", type=int, default=256, show_default=True)
-@click.option("--width", type=int, default=192, show_default=True)
-@click.option("--widths", default="16,32,48,96,128", show_default=True,
+@click.option("--height", type=int, default=320, show_default=True)
+@click.option("--width", type=int, default=224, show_default=True)
+@click.option("--widths", default="24,48,64,128,192", show_default=True,
               help="network channels at strides 2..32", callback=lambda c, p, v: tuple(int(x) for x in v.split(",")))
-@click.option("--zoom", default="0.3,4.0", show_default=True, help="augmentation: zoom range MIN,MAX",
+@click.option("--zoom", default="0.4,3.0", show_default=True, help="augmentation: zoom range MIN,MAX",
               callback=lambda c, p, v: tuple(float(x) for x in v.split(",")))
-@click.option("--backdrop", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+@click.option("--backdrop", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="augmentation: probability of another photo behind (else black)")
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True)

@@ -19,10 +19,10 @@ from .schemes import LabelScheme
 @dataclass(frozen=True)
 class ParserAugment:
     """Ranges of the random transforms; `none()` gives the plain letterboxed photo."""
-    scale: tuple[float, float] = (0.3, 4.0)   # zoom relative to letterboxing the whole photo:
+    scale: tuple[float, float] = (0.4, 3.0)   # zoom relative to letterboxing the whole photo:
     #                                           small figures in wide frames up to head-and-shoulders
     rotate: float = 25.0                      # degrees, either way, half of the time
-    backdrop: float = 0.7                     # probability of another photo behind (else black)
+    backdrop: float = 0.5                     # probability of another photo behind (else black)
     flip: bool = True
     blur: float = 0.3                         # probability of a Gaussian blur (radius up to 2 px)
     colour: float = 0.35                      # brightness, contrast, saturation jitter

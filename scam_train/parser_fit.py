@@ -34,12 +34,12 @@ class ParserTrainConfig:
     scheme: str = "bfb3"
     split: str | None = None          # training names (folder or list file); None: all but `val_split`
     val_split: str | None = None      # held-out names for the per-epoch mIoU
-    height: int = 256
-    width: int = 192
+    height: int = ParserNetConfig.height
+    width: int = ParserNetConfig.width
     widths: tuple[int, ...] = ParserNetConfig.widths  # network channels per stride
     zoom: tuple[float, float] = ParserAugment.scale  # augmentation: zoom range of the photo
     backdrop: float = ParserAugment.backdrop           # augmentation: probability of a photo behind
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4

@@ -64,7 +64,7 @@ def test_parser_eval_reports_iou_per_label(shared, tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads(out.read_text())["parsers"]["builtin"]
     assert set(report["iou"]) == {"background", "face", "body"}
-    assert report["miou"] == round(float(np.mean(list(report["iou"].values()))), 4)
+    assert abs(report["miou"] - float(np.mean(list(report["iou"].values())))) < 1e-4
     assert report["miou"] > 0.5  # the shipped parser on held-out photos (measured: see README)
 
 
