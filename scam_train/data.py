@@ -1,4 +1,4 @@
-"""The training folder format: `DIR/images/NAME.{jpg,png}` beside `DIR/labels/NAME.png`.
+"""The training folder format: `DIR/images/NAME.{jpg,png,...}` beside `DIR/labels/NAME.png`.
 
 A split is a subfolder of `DIR` in the same format or a text file of names (one per
 line). Every pair is checked once up front (readable, same size, ids within the scheme),
@@ -22,7 +22,7 @@ from scam_runtime.labels import read_image, read_labels
 from .errors import DataError
 from .schemes import LabelScheme
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,12 @@ def find_pairs(root: str | Path, split: str | None = None, labels_dir: str = "la
     pairs = []
     for name in names:
         if name not in images:
-            raise DataError(f"{image_dir / name}: image listed in the split not found (.jpg/.jpeg/.png)")
+            raise DataError(f"{image_dir / name}: image listed in the split not found ({'/'.join(IMAGE_EXTS)})")
         if name not in labels:
             raise DataError(f"{images[name]}: no label map {label_dir / (name + '.png')}")
         pairs.append(Pair(images[name], labels[name]))
     if not pairs:
-        raise DataError(f"{image_dir}: no images (.jpg/.jpeg/.png)")
+        raise DataError(f"{image_dir}: no images ({'/'.join(IMAGE_EXTS)})")
     return pairs
 
 

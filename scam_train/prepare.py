@@ -12,21 +12,20 @@ from scam_runtime.labels import read_image
 from scam_runtime.media import write_image_atomic
 from scam_runtime.parsing import ParserOptions, get_parser
 
+from .data import IMAGE_EXTS
 from .errors import DataError
 from .schemes import load_scheme
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
-
-def prepare_folder(images: Path, out: Path, parser_name: str = "builtin",
+def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
                    each: Callable[[int], None] = lambda total: None) -> int:
     """Label every photo of `images` into `out/images` + `out/labels` (bfb3 ids); returns the count.
 
     Photos already labelled in `out` are skipped, so an interrupted run can simply be repeated.
     """
-    photos = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if images.is_dir() else []
+    photos = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTS) if images.is_dir() else []
     if not photos:
-        raise DataError(f"{images}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise DataError(f"{images}: no photos ({', '.join(IMAGE_EXTS)}) in this folder")
     stems = [p.stem for p in photos]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:

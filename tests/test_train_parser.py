@@ -7,6 +7,7 @@ import json
 import numpy as np
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from scam_runtime.backend import BackendOptions, OnnxSession
 from scam_runtime.parsing import get_parser
@@ -71,13 +72,13 @@ def test_parser_eval_reports_iou_per_label(shared, tmp_path):
 def test_prepare_labels_a_plain_photo_folder(shared, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in ("pose.jpg", "portrait.jpg"):
-        (photos / name).write_bytes((shared / "data" / "people" / name).read_bytes())
+    (photos / "pose.jpg").write_bytes((shared / "data" / "people" / "pose.jpg").read_bytes())
+    Image.open(shared / "data" / "people" / "portrait.jpg").save(photos / "portrait.webp")
     (photos / "notes.txt").write_text("not a photo")
     r = CliRunner().invoke(main, ["prepare", "--images", str(photos), "--out", str(tmp_path / "ds")])
     assert r.exit_code == 0, r.output
     pairs = find_pairs(tmp_path / "ds")
-    assert [p.image.name for p in pairs] == ["portrait.jpg", "pose.jpg"]
+    assert [p.image.name for p in pairs] == ["portrait.webp", "pose.jpg"]
     check_pairs(pairs, load_scheme("bfb3"))  # sizes match, ids within the scheme
     stamp = (tmp_path / "ds" / "labels" / "pose.png").stat().st_mtime_ns
     r = CliRunner().invoke(main, ["prepare", "--images", str(photos), "--out", str(tmp_path / "ds")])
