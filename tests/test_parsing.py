@@ -16,6 +16,7 @@ from scam_runtime.errors import LabelError
 from scam_runtime.labels import read_image
 from scam_runtime.parsing import (
     ParserOptions,
+    argmax_labels,
     get_parser,
     person_regions,
     select_people,
@@ -173,3 +174,9 @@ def test_mediapipe_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as when not installed
     with pytest.raises(LabelError, match=r"pip install 'scam\[mediapipe\]'"):
         get_parser("mediapipe", LABELS)
+
+
+def test_argmax_labels_matches_numpy_including_ties():
+    rng = np.random.default_rng(3)
+    probs = rng.integers(0, 3, (4, 33, 21)).astype(np.float32)  # many ties: the first label wins, as in numpy
+    assert (argmax_labels(probs) == probs.argmax(0)).all()
