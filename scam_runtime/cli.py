@@ -109,12 +109,25 @@ def _replacer(c: Common) -> SubjectReplacer:
     return replacer
 
 
-def _labels_for_image(replacer: SubjectReplacer, image: np.ndarray, mask: Path | None, parser: str,
-                      backend: BackendOptions) -> np.ndarray:
-    """The label map from its file, else from a fresh parser (no temporal state)."""
+class _StillParser:
+    """The parser for single images (subject, target), made on first use and then shared."""
+
+    def __init__(self, name: str, labels: tuple[str, ...], backend: BackendOptions) -> None:
+        self.name, self.labels, self.backend = name, labels, backend
+        self._parser: Parser | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self._parser is None:
+            self._parser = _make_parser(self.name, self.labels, ParserOptions(backend=self.backend))
+        return self._parser(image)
+
+
+def _labels_for_image(replacer: SubjectReplacer, image: np.ndarray, mask: Path | None,
+                      parser: _StillParser) -> np.ndarray:
+    """The label map from its file, else from the parser."""
     if mask is not None:
         return check_labels(read_labels(mask), len(replacer.bundle.labels), image.shape[:2], str(mask), _warn)
-    return _make_parser(parser, replacer.bundle.labels, ParserOptions(backend=backend))(image)
+    return parser(image)
 
 
 def _make_parser(name: str, labels: tuple[str, ...], options: ParserOptions) -> Parser:
@@ -125,12 +138,11 @@ def _make_parser(name: str, labels: tuple[str, ...], options: ParserOptions) -> 
     return parser
 
 
-def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: str,
-             backend: BackendOptions) -> Subject:
+def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: _StillParser) -> Subject:
     if subject.suffix == ".npz":
         return Subject.load(subject)
     image = read_image(subject)
-    return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser, backend))
+    return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser))
 
 
 def _version_of(module: str) -> str:
@@ -167,9 +179,10 @@ def image(target, subject, subject_mask, mask, parser, output, write_matte, writ
 
     def action() -> None:
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
+        still = _StillParser(parser, replacer.bundle.labels, c.backend)
+        subj = _subject(replacer, subject, subject_mask, still)
         plate = read_image(target)
-        result = replacer.process(plate, _labels_for_image(replacer, plate, mask, parser, c.backend), subj)
+        result = replacer.process(plate, _labels_for_image(replacer, plate, mask, still), subj)
         for path, img in ((output, result.composite), (write_matte, np.round(result.matte * 255).astype(np.uint8)),
                           (write_raw, result.generated)):
             if path is not None:
@@ -193,7 +206,7 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 
     def action() -> None:
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
+        subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
         if not output.parent.is_dir():
             raise OutputError(f"{output.parent}: output folder missing")
         tmp = output.with_name(f".{output.stem}.partial.npz")
@@ -245,7 +258,7 @@ def video(source, subject, subject_mask, masks, parser, label_smoothing, output,
             if value and not is_sequence(value):
                 raise ValueError(f"{option} needs an image-sequence pattern such as out.%04d.png, got {value}")
         replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, parser, c.backend)
+        subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
         reader = open_input(source)
         try:
             mask_files = MaskFiles(masks) if masks else None

@@ -2,10 +2,10 @@
 wheel bundles its models, so it works offline).
 
 Person: with `keep="largest"` (the subject) the pose model's segmentation mask, which
-covers the one person it tracks (person IoU 0.955 vs the selfie model's 0.891 on
-people/pose.jpg), or the selfie model's where no pose is found; with `keep="all"` the
-selfie segmentation model, which covers everyone (0.912 on people/three_people.jpg, where
-the pose mask covers one of three: 0.327). Face: person pixels inside the
+covers the one person it tracks, or the selfie model's where no pose is found; with
+`keep="all"` the selfie segmentation model, which covers everyone. One-off measurement,
+person IoU: on people/pose.jpg pose 0.955 vs selfie 0.891; on people/three_people.jpg
+selfie 0.912, while the pose mask covers one of the three (0.327). Face: person pixels inside the
 face detector's box widened for hair and hats (½ box width each side, ¾ box height above,
 ¼ below). Body: every other person pixel.
 """

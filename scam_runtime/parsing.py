@@ -89,7 +89,8 @@ def person_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 def argmax_labels(probs: np.ndarray) -> np.ndarray:
     """`probs.argmax(0)` as int32 for L×H×W maps, one vectorised pass per label: numpy's
-    argmax over the first axis of a large map is 4x slower for the 3 labels we have."""
+    argmax over the first axis of a large map is 2x slower for the 3 labels we have
+    (5.3 vs 2.6 ms on 3×576×576, one-off timing)."""
     best, labels = probs[0].copy(), np.zeros(probs.shape[1:], np.int32)
     for c in range(1, len(probs)):
         higher = probs[c] > best
@@ -176,8 +177,10 @@ class OnnxParser(ProbabilityParser):
             raise LabelError(f"{meta_path}: parser description not found (it sits beside the .onnx)") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise LabelError(f"{meta_path}: not a parser description ({type(exc).__name__}: {exc})") from None
-        self.scale, self.offset = (hi - lo) / 255.0, lo
+        # the canvas comes in [-1, 1]; the model wants [lo, hi]: one multiply-add per frame, or none
+        self.scale, self.offset = (hi - lo) / 2, (hi + lo) / 2
         self.lut = self._merge_table(meta_path, source, meta.get("merge"), labels)
+        self.one_to_one = len(set(self.lut.tolist())) == len(self.lut)  # no labels merged: a copy suffices
         self.num_labels = len(labels)
         self.session = OnnxSession(model, options.backend)
         self.provider = self.session.provider
@@ -203,14 +206,16 @@ class OnnxParser(ProbabilityParser):
 
     def _canvas_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
         fit = Fit.compute(image.shape[:2], (self.height, self.width), self.fit_mode)
-        x = (fit.image_to_model(image) + 1) * 127.5  # 0..255, letterboxed or cropped like the bundle's input
-        out = self.session.run(**{self.session.input_names[0]: (x * self.scale + self.offset)[None]})[0]
+        x = fit.image_to_model(image)  # letterboxed or cropped like the bundle's input
+        if (self.scale, self.offset) != (1, 0):
+            x = x * np.float32(self.scale) + np.float32(self.offset)
+        out = self.session.run(**{self.session.input_names[0]: x[None]})[0]
         if self.kind == "logits":
             out = np.exp(out - out.max(0, keepdims=True))
             out /= out.sum(0, keepdims=True)
         probs = np.zeros((self.num_labels, *out.shape[1:]), np.float32)
-        if len(set(self.lut.tolist())) == len(self.lut):
-            probs[self.lut] = out  # one source per label: a copy
+        if self.one_to_one:
+            probs[self.lut] = out
         else:
             np.add.at(probs, self.lut, out)
         return probs, fit

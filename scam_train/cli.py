@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,16 @@ def sample(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str
     _run(action, debug)
 
 
+@contextmanager
+def _item_bar(label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr and its callback: `each(total)` after every item done."""
+    with click.progressbar(length=1, label=label, file=sys.stderr) as bar:
+        def each(total: int) -> None:
+            bar.length = total
+            bar.update(1)
+        yield each
+
+
 @main.command("parser-fit")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/ and labels")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for parser.pt/.onnx/.json")
@@ -239,10 +250,7 @@ def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, pars
 
         from .parser_eval import evaluate_parsers
         from .runlog import write_json_atomic
-        with click.progressbar(length=1, label="parsing", file=sys.stderr) as bar:
-            def each(total: int) -> None:
-                bar.length = total
-                bar.update(1)
+        with _item_bar("parsing") as each:
             report = evaluate_parsers(data, labels_dir, scheme, split, parsers, each=each)
         if out_json:
             write_json_atomic(out_json, report)
@@ -260,10 +268,7 @@ def prepare(images: str, out: str, parser: str, debug: bool) -> None:
     """Label a plain folder of photos: OUT/images/ (copies) + OUT/labels/ (bfb3 ids), ready for `fit`."""
     def action() -> None:
         from .prepare import prepare_folder
-        with click.progressbar(length=1, label="labelling", file=sys.stderr) as bar:
-            def each(total: int) -> None:
-                bar.length = total
-                bar.update(1)
+        with _item_bar("labelling") as each:
             count = prepare_folder(Path(images), Path(out), parser, each=each)
         click.echo(f"{count} photos labelled in {out}")
     _run(action, debug)
