@@ -15,7 +15,7 @@ from .backend import PROVIDERS, BackendOptions, available_providers
 from .bundle import Bundle, BundleError
 from .errors import BundleFailure, OutputError, RuntimeFailure
 from .geometry import FIT_MODES
-from .labels import MaskFiles, check_labels, read_image, read_labels
+from .labels import MaskFiles, check_labels, read_labels
 from .media import (
     CODECS,
     FrameRange,
@@ -24,7 +24,9 @@ from .media import (
     VideoWriter,
     is_sequence,
     open_input,
+    read_plate,
     write_image_atomic,
+    write_result,
 )
 from .parsing import BUILTIN_MODEL, Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
@@ -141,7 +143,7 @@ def _make_parser(name: str, labels: tuple[str, ...], options: ParserOptions) -> 
 def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: _StillParser) -> Subject:
     if subject.suffix == ".npz":
         return Subject.load(subject)
-    image = read_image(subject)
+    image, _ = read_plate(subject)
     return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser))
 
 
@@ -181,14 +183,15 @@ def image(target, subject, subject_mask, mask, parser, output, write_matte, writ
         replacer = _replacer(c)
         still = _StillParser(parser, replacer.bundle.labels, c.backend)
         subj = _subject(replacer, subject, subject_mask, still)
-        plate = read_image(target)
-        result = replacer.process(plate, _labels_for_image(replacer, plate, mask, still), subj)
-        for path, img in ((output, result.composite), (write_matte, np.round(result.matte * 255).astype(np.uint8)),
-                          (write_raw, result.generated)):
+        frame, plate = read_plate(target)
+        result = replacer.process(frame, _labels_for_image(replacer, frame, mask, still), subj)
+        for path in (output, write_matte, write_raw):
+            if path is not None and not path.parent.is_dir():
+                raise OutputError(f"{path.parent}: output folder missing")
+        for path, img in ((write_matte, np.round(result.matte * 255).astype(np.uint8)), (write_raw, result.generated)):
             if path is not None:
-                if not path.parent.is_dir():
-                    raise OutputError(f"{path.parent}: output folder missing")
                 write_image_atomic(path, img)
+        write_result(output, result, frame, plate)
         click.echo(f"written: {output}", err=True)
 
     _guard(action, c.debug)
@@ -230,7 +233,7 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--parser", default="auto", show_default=True, help=PARSER_HELP + " (frames without --masks)")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="parser: weight of the previous frames in the running average of label probabilities")
-@click.option("-o", "--output", required=True, help="video file, or an image-sequence pattern out.%04d.png")
+@click.option("-o", "--output", required=True, help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate)")
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
@@ -255,8 +258,8 @@ def video(source, subject, subject_mask, masks, parser, label_smoothing, output,
         frames = FrameRange.parse(frame_range)
         for option, value in (("--write-matte", write_matte), ("--write-labels", write_labels),
                               ("--write-raw", write_raw)):
-            if value and not is_sequence(value):
-                raise ValueError(f"{option} needs an image-sequence pattern such as out.%04d.png, got {value}")
+            if value and (not is_sequence(value) or value.lower().endswith(".exr")):
+                raise ValueError(f"{option} needs an 8-bit image-sequence pattern such as out.%04d.png, got {value}")
         replacer = _replacer(c)
         subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
         reader = open_input(source)

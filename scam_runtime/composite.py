@@ -26,13 +26,24 @@ def _box_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 def person_matte(labels: np.ndarray, feather: float) -> np.ndarray:
     """float32 H×W in [0, 1]: 1 on every non-background label, falling off over about
     `feather` px outside it (dilated, then blurred), so the plate's person never shows
-    through at the edges. Computed on 8-bit values: exactly 0 far from the person."""
+    through at the edges. Computed on 8-bit values: exactly 0 far from the person.
+
+    Only the person's bounding box plus the reach of the dilation and blur is computed (the
+    rest is 0 either way): a full-body subject covers a fraction of the frame, and the
+    matte was the costliest part of compositing."""
     person = labels != 0
     if feather <= 0:
         return person.astype(np.float32)
-    grown = _box_dilate(person, math.ceil(feather))
+    rows, cols = np.flatnonzero(person.any(axis=1)), np.flatnonzero(person.any(axis=0))
+    matte = np.zeros(labels.shape, np.float32)
+    if rows.size == 0:
+        return matte
+    reach = math.ceil(feather) + math.ceil(2 * feather) + 2  # dilation, then ±4σ of the blur (σ = feather/2)
+    box = (slice(max(rows[0] - reach, 0), rows[-1] + 1 + reach), slice(max(cols[0] - reach, 0), cols[-1] + 1 + reach))
+    grown = _box_dilate(person[box], math.ceil(feather))
     blurred = Image.fromarray(grown.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(feather / 2))
-    return np.asarray(blurred).astype(np.float32) / 255.0
+    matte[box] = np.asarray(blurred).astype(np.float32) / 255.0
+    return matte
 
 
 def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:

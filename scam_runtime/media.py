@@ -2,7 +2,9 @@
 
 Videos decode sequentially (frame-exact ranges: any split of `--frames` gives the same
 frames as one run), and are written to a temporary name renamed only when complete.
-Image sequences are written frame by frame, each file atomically.
+Image sequences are written frame by frame, each file atomically. EXR frames (`exr`) keep
+their scene-linear float plate beside the 8-bit image the networks see, and EXR outputs are
+composited in float over it.
 """
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError, OutputError
+from .exr import (
+    ExrPlate,
+    composite_linear,
+    load_openexr,
+    plate_from_display,
+    read_exr,
+    write_exr,
+)
 from .labels import read_image
+from .replacer import Result
 
 CODECS = {"h264": "libx264", "h265": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
 DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "prores_ks": "yuv422p10le", "ffv1": "yuv420p"}
@@ -61,6 +72,15 @@ class Frame:
     number: int         # frame number: the index for videos, the file number for sequences
     image: np.ndarray   # uint8 H×W×3 RGB
     pts: int | None = None
+    plate: ExrPlate | None = None  # the float plate of an EXR frame (`image` is its sRGB view)
+
+
+def read_plate(path: Path) -> tuple[np.ndarray, ExrPlate | None]:
+    """uint8 RGB of any image file, and the float plate too when it is an EXR."""
+    if path.suffix.lower() == ".exr":
+        plate = read_exr(path)
+        return plate.display, plate
+    return read_image(path), None
 
 
 class VideoReader:
@@ -137,7 +157,8 @@ class SequenceReader:
     def frames(self, frames: FrameRange) -> Iterator[Frame]:
         for index, (number, path) in enumerate(self.files):
             if number in frames:
-                yield Frame(index, number, read_image(path))
+                image, plate = read_plate(path)
+                yield Frame(index, number, image, plate=plate)
 
     def close(self) -> None:
         pass
@@ -148,7 +169,9 @@ def open_input(spec: str) -> VideoReader | SequenceReader:
 
 
 def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    """One file, renamed into place once complete."""
+    """One 8-bit file, renamed into place once complete."""
+    if path.suffix.lower() == ".exr":
+        raise OutputError(f"{path}: only the main output can be an EXR; use .png or .tif for this one")
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
         Image.fromarray(image).save(tmp)
@@ -158,6 +181,16 @@ def write_image_atomic(path: Path, image: np.ndarray) -> None:
         raise OutputError(f"{path}: cannot write ({exc})") from None
 
 
+def write_result(path: Path, result: Result, frame_image: np.ndarray, plate: ExrPlate | None) -> None:
+    """The composite as `path`'s format: 8-bit for PNG/JPEG/TIFF..., float over the plate for EXR
+    (an 8-bit input frame becomes a half-float linear plate)."""
+    if path.suffix.lower() != ".exr":
+        write_image_atomic(path, result.composite)
+        return
+    plate = plate or plate_from_display(frame_image)
+    write_exr(path, composite_linear(plate, result.generated, result.matte), plate)
+
+
 class SequenceWriter:
     """Writes `pattern % number`; with `resume`, frames already on disk are skipped."""
 
@@ -165,6 +198,8 @@ class SequenceWriter:
         folder = Path(pattern).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise OutputError(f"{folder}: output folder missing or not writable")
+        if pattern.lower().endswith(".exr"):
+            load_openexr(OutputError)  # a missing extra fails before any frame is processed
         self.pattern, self.resume = pattern, resume
 
     def path(self, number: int) -> Path:
@@ -173,8 +208,8 @@ class SequenceWriter:
     def done(self, number: int) -> bool:
         return self.resume and self.path(number).is_file()
 
-    def write(self, frame: Frame, image: np.ndarray) -> None:
-        write_image_atomic(self.path(frame.number), image)
+    def write(self, frame: Frame, result: Result) -> None:
+        write_result(self.path(frame.number), result, frame.image, frame.plate)
 
     def finish(self) -> None:
         pass
@@ -221,8 +256,8 @@ class VideoWriter:
         self.first_pts: int | None = None
         self.last_pts: int | None = None
 
-    def write(self, frame: Frame, image: np.ndarray) -> None:
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=self.stream.pix_fmt)
+    def write(self, frame: Frame, result: Result) -> None:
+        vf = av.VideoFrame.from_ndarray(result.composite, format="rgb24").reformat(format=self.stream.pix_fmt)
         vf.pts, vf.time_base = frame.pts, self.stream.time_base
         if self.first_pts is None:
             self.first_pts = frame.pts

@@ -36,6 +36,7 @@ class ParserOptions:
     smoothing: float = 0.0          # α of the temporal EMA of probabilities; 0 = off
     keep: str = "largest"           # largest | all
     min_blob: float = 0.002         # person regions below this fraction of the canvas are dropped
+    flip: bool = False              # ONNX parsers: average with the mirrored frame (one batch of 2)
     backend: BackendOptions = BackendOptions()
 
     def __post_init__(self) -> None:
@@ -184,6 +185,8 @@ class OnnxParser(ProbabilityParser):
         self.num_labels = len(labels)
         self.session = OnnxSession(model, options.backend)
         self.provider = self.session.provider
+        batch = self.session.session.get_inputs()[0].shape[0]
+        self.batch_of_two = not isinstance(batch, int) or batch == 2  # else the mirror gets its own run
 
     @staticmethod
     def _merge_table(meta_path: Path, source: list[str], merge: dict | None, target: tuple[str, ...]) -> np.ndarray:
@@ -209,7 +212,16 @@ class OnnxParser(ProbabilityParser):
         x = fit.image_to_model(image)  # letterboxed or cropped like the bundle's input
         if (self.scale, self.offset) != (1, 0):
             x = x * np.float32(self.scale) + np.float32(self.offset)
-        out = self.session.run(**{self.session.input_names[0]: x[None]})[0]
+        name = self.session.input_names[0]
+        if self.options.flip:  # the mirrored canvas (in the same run where the batch allows), mirrored back
+            mirror = np.ascontiguousarray(x[:, :, ::-1])
+            if self.batch_of_two:
+                out, flipped = self.session.run(**{name: np.stack([x, mirror])})
+            else:
+                out, flipped = (self.session.run(**{name: v[None]})[0] for v in (x, mirror))
+            out = (out + flipped[:, :, ::-1]) * np.float32(0.5)
+        else:
+            out = self.session.run(**{name: x[None]})[0]
         if self.kind == "logits":
             out = np.exp(out - out.max(0, keepdims=True))
             out /= out.sum(0, keepdims=True)

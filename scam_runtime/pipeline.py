@@ -100,7 +100,7 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             frame, generated = item
             result = replacer.finish(generated)  # compositing overlaps the next inference
             with times.stage("write"):
-                writer.write(frame, result.composite)
+                writer.write(frame, result)
                 extras.write(frame, result)
             progress.update(frame.number)
 

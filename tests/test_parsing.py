@@ -50,7 +50,8 @@ def test_select_people_keeps_the_largest_or_every_big_region():
     assert (every[3:8, 20:24] == 2).all() and every[18, 28] == 0
 
 
-def _tiny_parser(folder: Path, merge: dict | None = None, labels=("bg", "skin", "hair", "cloth")) -> Path:
+def _tiny_parser(folder: Path, merge: dict | None = None, labels=("bg", "skin", "hair", "cloth"),
+                 batch: str | int = "n") -> Path:
     """A 1×1 conv: red → skin, green → hair, blue → cloth, dark → bg (logits, input in [0, 1])."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -59,8 +60,8 @@ def _tiny_parser(folder: Path, merge: dict | None = None, labels=("bg", "skin", 
     bias = np.array([5, 0, 0, 0], np.float32)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["pixels", "w", "b"], ["logits"])], "tiny",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, 32, 24])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 4, 32, 24])],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, 32, 24])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4, 32, 24])],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -94,6 +95,20 @@ def test_onnx_parser_merges_labels_and_keeps_the_largest_person(tmp_path):
     assert (labels[62:70, 62:68] == 0).all() and labels[0:8].max() == 0  # other blob dropped, dark = background
     every = get_parser(f"onnx:{model}", LABELS, ParserOptions(keep="all"))(_scene())
     assert (every[62:70, 62:68] == 1).all()  # green → hair → face, kept with keep="all"
+
+
+@pytest.mark.parametrize("batch", ["n", 1])
+def test_flip_averaging_maps_the_mirror_back(tmp_path, batch):
+    """A per-pixel model gives the same probabilities mirrored and mirrored back: flip changes
+    nothing unless the halves are misaligned (dynamic batch: one run of 2; batch 1: two runs)."""
+    model = _tiny_parser(tmp_path, MERGE, batch=batch)
+    image = _scene()
+    image[:, :36] //= 2  # not symmetric
+    plain = get_parser(f"onnx:{model}", LABELS)
+    flip = get_parser(f"onnx:{model}", LABELS, ParserOptions(flip=True))
+    assert flip.batch_of_two == (batch == "n")
+    np.testing.assert_allclose(flip.probabilities(image)[0], plain.probabilities(image)[0], atol=1e-6)
+    assert np.array_equal(flip(image), plain(image))
 
 
 @pytest.mark.parametrize("shape", [(97, 31, 3), (31, 97, 3), (50, 50), (50, 50, 1), (40, 33, 4)])

@@ -1,4 +1,5 @@
 """scam_runtime's Python API: geometry, compositing, SubjectReplacer, subjects, backends."""
+import math
 import threading
 
 import numpy as np
@@ -53,6 +54,18 @@ def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():
     out = composite(plate, generated, matte)
     assert np.array_equal(out[matte == 0], plate[matte == 0])
     assert np.array_equal(out[matte == 1], generated[matte == 1])
+
+
+@pytest.mark.parametrize("feather", [0.5, 2, 3, 7.5, 20])
+def test_matte_on_the_person_box_equals_the_whole_frame(feather):
+    """The matte is computed around the person only; the result equals the whole-frame one."""
+    from PIL import Image, ImageFilter
+
+    from scam_runtime.composite import _box_dilate
+    for labels in (person_labels(96, 128), person_labels(96, 128, shift=40), np.pad(person_labels(96, 128), 30)):
+        grown = _box_dilate(labels != 0, math.ceil(feather))
+        full = Image.fromarray(grown.astype(np.uint8) * 255).filter(ImageFilter.GaussianBlur(feather / 2))
+        assert np.array_equal(person_matte(labels, feather), np.asarray(full).astype(np.float32) / 255.0)
 
 
 def test_process_replaces_inside_matte_only(replacer, subject):

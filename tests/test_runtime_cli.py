@@ -207,7 +207,7 @@ def test_errors_are_one_line_with_distinct_codes(small_bundle, clip, tmp_path, c
 def test_extra_outputs_need_a_pattern(small_bundle, clip, tmp_path):
     d, _ = clip
     result = run(*video_args(small_bundle, d, tmp_path / "o.mkv", "--write-matte", tmp_path / "matte.png"))
-    assert result.exit_code == 2 and "--write-matte needs an image-sequence pattern" in result.stderr
+    assert result.exit_code == 2 and "--write-matte needs an 8-bit image-sequence pattern" in result.stderr
     assert not (tmp_path / "o.mkv").exists()
 
 
