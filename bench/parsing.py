@@ -1,16 +1,17 @@
 """Human parsers: person IoU on the shared people photos, CPU time per frame and temporal
 stability on the shared video clips.
 
-    python bench/parsing.py [--parsers builtin mediapipe onnx:PATH] [--smoothing 0 0.5 0.8] [--threads 2]
+    python bench/parsing.py [--parsers builtin mediapipe onnx:PATH] [--smoothing 0 0.5 0.8] [--threads 2] [--no-refine]
 
 Per backend and photo of `../shared/data/people`: IoU of the person pixels (labels > 0)
 with the photo's person mask (the subject alone for the single-person photos; every
 person, `keep="all"`, for three_people.jpg): the numbers behind the test floors.
 Per backend and clip: milliseconds per frame for the whole parse (letterbox, network,
-post-processing, resize back to the frame) and, for ONNX parsers, for the network run
-alone in the same run (the baseline: the ratio shows what the rest costs); then the mean
-IoU between consecutive frames' person masks (labels > 0), without and with temporal
-smoothing of the probabilities. Each backend missing from this environment (mediapipe
+post-processing, resize back to the frame, refiner passes) and, for ONNX parsers, for
+their network runs alone in the same run (the whole-frame network plus each refiner pass:
+the baseline, so the ratio shows what the rest costs); then the mean IoU between
+consecutive frames' person masks (labels > 0) and face masks, without and with temporal
+smoothing of the probabilities. `--no-refine`: the whole-frame pass alone. Each backend missing from this environment (mediapipe
 needs its own, see README) is reported and skipped.
 """
 from __future__ import annotations
@@ -66,6 +67,20 @@ def mean_consecutive_iou(masks: list[np.ndarray]) -> float:
     return float(np.mean(ious))
 
 
+def network_ms(parser: OnnxParser, repeats: int = 10) -> float:
+    """The ONNX runs of one parse alone: the whole-frame network, and each refiner's passes."""
+    runs = [(parser, 1)] + [(r, r.passes) for r in parser.refiners]
+    total = 0.0
+    for net, count in runs:
+        x = np.zeros((1, 3, net.height, net.width), np.float32)
+        net.session.run(**{net.session.input_names[0]: x})
+        start = time.perf_counter()
+        for _ in range(repeats):
+            net.session.run(**{net.session.input_names[0]: x})
+        total += (time.perf_counter() - start) / repeats * count
+    return total * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", nargs="+", default=sorted(str(p) for p in (ROOT.parent / "shared" / "data" /
@@ -73,6 +88,7 @@ def main() -> None:
     ap.add_argument("--parsers", nargs="+", default=["builtin", "mediapipe"])
     ap.add_argument("--smoothing", nargs="+", type=float, default=[0.0, 0.5, 0.8])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-refine", action="store_true", help="parsers without their refiners")
     args = ap.parse_args()
     backend = BackendOptions(threads=args.threads)
     people = ROOT.parent / "shared" / "data" / "people"
@@ -90,39 +106,37 @@ def main() -> None:
     print(f"# parsers on CPU ({args.threads} threads); clips: " +
           ", ".join(f"{k} {v[0].shape[1]}x{v[0].shape[0]} {len(v)} frames" for k, v in clips.items()))
     print("| parser | clip | parse (ms/frame) | network alone (ms) | parse / network | "
-          + " | ".join(f"consecutive IoU, smoothing {s}" for s in args.smoothing) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(args.smoothing))
+          + " | ".join(f"person consecutive IoU, smoothing {s}" for s in args.smoothing) + " | "
+          + " | ".join(f"face, smoothing {s}" for s in args.smoothing) + " |")
+    print("|---|---|---|---|---|" + "---|" * 2 * len(args.smoothing))
     for name in args.parsers:
         for clip, video in clips.items():
             row = []
             for smoothing in args.smoothing:
                 try:
-                    parser = get_parser(name, LABELS, ParserOptions(smoothing=smoothing, backend=backend))
+                    parser = get_parser(name, LABELS, ParserOptions(smoothing=smoothing, backend=backend,
+                                                                    refine=not args.no_refine))
                 except LabelError as exc:
                     print(f"| {name} | skipped: {exc} |")
                     break
-                times, masks = [], []
+                times, labels = [], []
                 for image in video:
                     start = time.perf_counter()
-                    masks.append(parser(image) > 0)
+                    labels.append(parser(image))
                     times.append(time.perf_counter() - start)
-                row.append((statistics.median(times[1:]) * 1000, mean_consecutive_iou(masks), parser))
+                row.append((statistics.median(times[1:]) * 1000, mean_consecutive_iou([x > 0 for x in labels]),
+                            mean_consecutive_iou([x == LABELS.index("face") for x in labels]), parser))
             if not row:
                 break
-            parse_ms, _, parser = row[0]
+            parse_ms, _, _, parser = row[0]
             network = "-"
             ratio = "-"
             if isinstance(parser, OnnxParser):
-                x = np.zeros((1, 3, parser.height, parser.width), np.float32)
-                run = lambda: parser.session.run(**{parser.session.input_names[0]: x})  # noqa: E731
-                run()
-                start = time.perf_counter()
-                for _ in range(10):
-                    run()
-                net_ms = (time.perf_counter() - start) * 100
+                net_ms = network_ms(parser)
                 network, ratio = f"{net_ms:.1f}", f"{parse_ms / net_ms:.2f}x"
             print(f"| {name} | {clip} | {parse_ms:.1f} | {network} | {ratio} | "
-                  + " | ".join(f"{iou:.4f}" for _, iou, _ in row) + " |", flush=True)
+                  + " | ".join(f"{person:.4f}" for _, person, _, _ in row) + " | "
+                  + " | ".join(f"{face:.4f}" for _, _, face, _ in row) + " |", flush=True)
 
 
 if __name__ == "__main__":

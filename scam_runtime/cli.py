@@ -233,7 +233,10 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--parser", default="auto", show_default=True, help=PARSER_HELP + " (frames without --masks)")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="parser: weight of the previous frames in the running average of label probabilities")
-@click.option("-o", "--output", required=True, help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate)")
+@click.option("--no-refine", is_flag=True,
+              help="parser: whole-frame pass only (the head refiner's face is less steady on small heads)")
+@click.option("-o", "--output", required=True,
+              help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate)")
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
@@ -249,8 +252,9 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="bar", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
-def video(source, subject, subject_mask, masks, parser, label_smoothing, output, frame_range, batch, codec, crf,
-          pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode, quiet, **kw) -> None:
+def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, frame_range, batch, codec,
+          crf, pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode, quiet,
+          **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     c = _common(**kw, temporal=temporal)
 
@@ -268,7 +272,8 @@ def video(source, subject, subject_mask, masks, parser, label_smoothing, output,
             frame_parser = None
             if mask_files is None:
                 frame_parser = _make_parser(parser, replacer.bundle.labels,
-                                            ParserOptions(label_smoothing, backend=c.backend))
+                                            ParserOptions(label_smoothing, refine=not no_refine,
+                                                          backend=c.backend))
             if mask_files is not None and frames == FrameRange() and reader.count:
                 mask_files.check_count(reader.count)
             writer: VideoWriter | SequenceWriter

@@ -7,7 +7,9 @@ covers the one person it tracks, or the selfie model's where no pose is found; w
 person IoU: on people/pose.jpg pose 0.955 vs selfie 0.891; on people/three_people.jpg
 selfie 0.912, while the pose mask covers one of the three (0.327). Face: person pixels inside the
 face detector's box widened for hair and hats (½ box width each side, ¾ box height above,
-¼ below). Body: every other person pixel.
+¼ below). Body: every other person pixel. Then the built-in head refiner re-parses the
+crop around that face region (`ParserOptions(refine=False)` turns it off), which replaces
+the box-shaped face with hair and face skin.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import numpy as np
 
 from .errors import LabelError
 from .geometry import Fit
-from .parsing import ParserOptions, ProbabilityParser
+from .parsing import ParserOptions, ProbabilityParser, builtin_refiners
 
 FACE_GROW = (0.5, 0.75, 0.25)  # sideways, above, below, in face-box widths/heights
 
@@ -41,6 +43,7 @@ class MediapipeParser(ProbabilityParser):
         self.faces = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
         self.provider = "cpu"
+        self.refiners = builtin_refiners(labels, options)
 
     def _canvas_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
         h, w = image.shape[:2]

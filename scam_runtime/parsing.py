@@ -5,6 +5,12 @@ Backends share one interface (`Parser`, made by name with `get_parser`):
 a JSON beside it), and `mediapipe` (optional extra). Every ONNX parser runs on the same
 `OnnxSession` as the bundle, so it gets the CUDA/TensorRT providers too.
 
+An ONNX parser may name refiners in its JSON (`"refine": ["builtin_face.onnx"]`): parsers
+trained on crops around one label (the built-in one: the head, where hair against dark
+clothing is the hardest call at whole-figure scale). After the whole-frame pass, each
+refiner parses its crop around that label's region and re-labels the person's pixels there
+(the person's outline stays the whole-frame pass's).
+
 Post-processing, in the parser's probability space:
 - temporal smoothing (`smoothing` = α): p̄ₜ = (1 − α)·pₜ + α·p̄ₜ₋₁, one state per parser
   instance (one instance per video; the subject photo gets its own);
@@ -36,7 +42,7 @@ class ParserOptions:
     smoothing: float = 0.0          # α of the temporal EMA of probabilities; 0 = off
     keep: str = "largest"           # largest | all
     min_blob: float = 0.002         # person regions below this fraction of the canvas are dropped
-    flip: bool = False              # ONNX parsers: average with the mirrored frame (one batch of 2)
+    refine: bool = True             # run the refiners an ONNX parser's JSON names (the built-in head pass)
     backend: BackendOptions = BackendOptions()
 
     def __post_init__(self) -> None:
@@ -44,6 +50,46 @@ class ParserOptions:
             raise LabelError(f"label smoothing must be in [0, 1), got {self.smoothing}")
         if self.keep not in ("largest", "all"):
             raise LabelError(f"keep must be 'largest' or 'all', got {self.keep!r}")
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Where a refiner looks. The region of `label` (its pixels' 2nd–98th percentile extent,
+    size s = the larger side) gives a box `width`·s wide, starting `top`·s above the region,
+    as tall as the refiner's canvas aspect makes it (long hair falls well below the face)."""
+    label: str = "face"
+    width: float = 2.6
+    top: float = 0.35
+
+    def box(self, mask: np.ndarray, aspect: float, jitter: Callable[[float, float], float] | None = None
+            ) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) in `mask`'s pixels, possibly beyond its edges; None without the label.
+        `jitter(lo, hi)` (training) draws a random scale and shifts."""
+        ys, xs = np.nonzero(mask)
+        if len(ys) == 0:
+            return None
+        y0, y1 = np.percentile(ys, (2, 98))
+        x0, x1 = np.percentile(xs, (2, 98))
+        size = max(y1 - y0, x1 - x0, 8.0)
+        width, cx, top = self.width * size, (x0 + x1) / 2, y0 - self.top * size
+        if jitter is not None:
+            width *= jitter(0.8, 1.25)
+            cx += jitter(-0.15, 0.15) * size
+            top += jitter(-0.15, 0.15) * size
+        left = round(cx - width / 2)
+        top, width = round(top), max(2, round(width))
+        return left, top, left + width, top + max(2, round(width * aspect))
+
+
+def crop_padded(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """`image[y0:y1, x0:x1]` with black (or background) where the box leaves the image."""
+    x0, y0, x1, y1 = box
+    out = np.zeros((y1 - y0, x1 - x0, *image.shape[2:]), image.dtype)
+    h, w = image.shape[:2]
+    iy0, ix0, iy1, ix1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+    if iy0 < iy1 and ix0 < ix1:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    return out
 
 
 def person_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -120,6 +166,7 @@ class ProbabilityParser:
     def __init__(self, options: ParserOptions) -> None:
         self.options = options
         self._state: np.ndarray | None = None
+        self.refiners: list[OnnxParser] = []
 
     def _canvas_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
         """L×h×w probabilities in the bundle's label order, and how the canvas maps to the image."""
@@ -128,6 +175,8 @@ class ProbabilityParser:
     def reset(self) -> None:
         """Forget the temporal state (a new shot or video)."""
         self._state = None
+        for refiner in self.refiners:
+            refiner.reset()
 
     def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
         """Bundle-label probabilities on the canvas, temporally smoothed, and the canvas fit."""
@@ -138,6 +187,7 @@ class ProbabilityParser:
         return probs, fit
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = _as_rgb(image)
         probs, fit = self.probabilities(image)
         raw = argmax_labels(probs)
         kept = select_people(raw, self.options.keep, self.options.min_blob)
@@ -145,22 +195,36 @@ class ProbabilityParser:
         if dropped.any():
             probs = np.where(dropped[None], 0, probs)
             probs[0][dropped] = 1
-        # back to the image: the covered region's probabilities resized bilinearly, then argmax
-        my, mx, fy, fx = fit.valid_region()
-        size = (fx.stop - fx.start, fy.stop - fy.start)
-        region = probs[:, my, mx]
-        if region.shape[2:0:-1] != size:
-            region = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(p)).resize(size, Image.BILINEAR))
-                               for p in region])
-        h, w = fit.frame_h, fit.frame_w
-        labels = np.zeros((h, w), np.int32)
-        labels[fy, fx] = argmax_labels(region)
+        labels = frame_labels(probs, fit)
+        for refiner in self.refiners:
+            labels = refiner.refine(image, labels)
         return labels
 
 
+def _region_probabilities(probs: np.ndarray, fit: Fit) -> tuple[np.ndarray, slice, slice]:
+    """The canvas probabilities of the frame's covered region, resized bilinearly to it."""
+    my, mx, fy, fx = fit.valid_region()
+    size = (fx.stop - fx.start, fy.stop - fy.start)
+    region = probs[:, my, mx]
+    if region.shape[2:0:-1] != size:
+        region = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(p)).resize(size, Image.BILINEAR))
+                           for p in region])
+    return region, fy, fx
+
+
+def frame_labels(probs: np.ndarray, fit: Fit) -> np.ndarray:
+    """Canvas probabilities → label ids at the frame's size: the covered region's
+    probabilities resized bilinearly, then the per-pixel argmax (background elsewhere)."""
+    region, fy, fx = _region_probabilities(probs, fit)
+    labels = np.zeros((fit.frame_h, fit.frame_w), np.int32)
+    labels[fy, fx] = argmax_labels(region)
+    return labels
+
+
 class OnnxParser(ProbabilityParser):
-    """An ONNX parsing model with its JSON: input size, range and fit, labels, and an
-    optional `merge` map from the model's labels to the target scheme's names."""
+    """An ONNX parsing model with its JSON: input size, range and fit, labels, an optional
+    `merge` map from the model's labels to the target scheme's names, optional `refine`
+    (refiner models beside it) and, for a refiner, `crop` (its `CropSpec`)."""
 
     def __init__(self, model: Path, labels: tuple[str, ...], options: ParserOptions = ParserOptions()) -> None:
         super().__init__(options)
@@ -174,6 +238,9 @@ class OnnxParser(ProbabilityParser):
             self.fit_mode = meta["input"].get("fit", "letterbox")
             self.kind = meta.get("output", {}).get("kind", "probabilities")
             source = list(meta["labels"])
+            self.crop = CropSpec(**meta["crop"]) if "crop" in meta else None
+            self.passes = int(meta.get("passes", 1))  # a refiner: each pass crops around the last one's labels
+            refine = [model.parent / name for name in meta.get("refine", [])]
         except FileNotFoundError:
             raise LabelError(f"{meta_path}: parser description not found (it sits beside the .onnx)") from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -185,8 +252,63 @@ class OnnxParser(ProbabilityParser):
         self.num_labels = len(labels)
         self.session = OnnxSession(model, options.backend)
         self.provider = self.session.provider
-        batch = self.session.session.get_inputs()[0].shape[0]
-        self.batch_of_two = not isinstance(batch, int) or batch == 2  # else the mirror gets its own run
+        if self.crop is not None:
+            if self.crop.label not in labels:
+                raise LabelError(f"{meta_path}: crop label '{self.crop.label}' is not a bundle label ({list(labels)})")
+            self.crop_id = labels.index(self.crop.label)
+            # what a person pixel the refiner calls background becomes when it was the crop's label
+            self.other_id = next((i for i in range(1, len(labels)) if i != self.crop_id), self.crop_id)
+        if options.refine:
+            self.refiners = [OnnxParser(path, labels, options) for path in refine]
+            if any(r.crop is None for r in self.refiners):
+                raise LabelError(f"{meta_path}: a model named in 'refine' has no 'crop' in its JSON")
+
+    def refine(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """`labels` with the person's labels in this refiner's crop around each kept person's
+        `crop.label` region re-decided by the refiner. The person's outline stays the whole-frame
+        pass's: it is smoothed over time there, and replacing it with the crop's made the masks
+        of consecutive video frames agree less (README)."""
+        out = labels.copy()
+        h, w = out.shape
+        for last in [False] * (self.passes - 1) + [True]:
+            regions, count = person_regions(out != 0) if self.options.keep == "all" else (out != 0, 1)
+            for region in range(1, count + 1):
+                box = self.crop.box((regions == region) & (out == self.crop_id), self.height / self.width)
+                if box is None:
+                    continue
+                x0, y0, x1, y1 = box
+                iy0, ix0, iy1, ix1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+                if not (iy0 < iy1 and ix0 < ix1):
+                    continue
+                probs, fit = self._canvas_probabilities(crop_padded(image, box))
+                crop, fy, fx = _region_probabilities(probs, fit)
+                full = np.zeros((len(probs), y1 - y0, x1 - x0), np.float32)
+                full[0] = 1
+                full[:, fy, fx] = crop
+                new = full[:, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+                if last:
+                    new = self._smooth(new, (slice(iy0, iy1), slice(ix0, ix1)), (h, w))
+                new = argmax_labels(new)
+                old = labels[iy0:iy1, ix0:ix1]
+                # person pixels the refiner calls background keep their label, unless it was
+                # the crop's label (a person pixel it does not call face is body)
+                unsure = np.where(old == self.crop_id, self.other_id, old)
+                out[iy0:iy1, ix0:ix1] = np.where(old == 0, 0, np.where(new == 0, unsure, new))
+        return out
+
+    def _smooth(self, probs: np.ndarray, where: tuple[slice, slice], frame_hw: tuple[int, int]) -> np.ndarray:
+        """The refiner's own temporal EMA (`smoothing`), kept in frame coordinates: its crop
+        moves with the person, so its probabilities are averaged where they land in the frame."""
+        alpha = self.options.smoothing
+        if not alpha:
+            return probs
+        if self._state is None or self._state.shape[1:] != frame_hw:
+            self._state = np.full((len(probs), *frame_hw), np.nan, np.float32)
+        before = self._state[(slice(None), *where)]
+        seen = ~np.isnan(before[0])
+        probs = np.where(seen, (1 - alpha) * probs + alpha * before, probs)
+        self._state[(slice(None), *where)] = probs
+        return probs
 
     @staticmethod
     def _merge_table(meta_path: Path, source: list[str], merge: dict | None, target: tuple[str, ...]) -> np.ndarray:
@@ -212,16 +334,7 @@ class OnnxParser(ProbabilityParser):
         x = fit.image_to_model(image)  # letterboxed or cropped like the bundle's input
         if (self.scale, self.offset) != (1, 0):
             x = x * np.float32(self.scale) + np.float32(self.offset)
-        name = self.session.input_names[0]
-        if self.options.flip:  # the mirrored canvas (in the same run where the batch allows), mirrored back
-            mirror = np.ascontiguousarray(x[:, :, ::-1])
-            if self.batch_of_two:
-                out, flipped = self.session.run(**{name: np.stack([x, mirror])})
-            else:
-                out, flipped = (self.session.run(**{name: v[None]})[0] for v in (x, mirror))
-            out = (out + flipped[:, :, ::-1]) * np.float32(0.5)
-        else:
-            out = self.session.run(**{name: x[None]})[0]
+        out = self.session.run(**{self.session.input_names[0]: x[None]})[0]
         if self.kind == "logits":
             out = np.exp(out - out.max(0, keepdims=True))
             out /= out.sum(0, keepdims=True)
@@ -242,6 +355,12 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return np.ascontiguousarray(image[..., :3])
+
+
+def builtin_refiners(labels: tuple[str, ...], options: ParserOptions) -> list[OnnxParser]:
+    """The built-in parser's refiners alone, to put on another backend's parse (mediapipe)."""
+    names = json.loads(BUILTIN_MODEL.with_suffix(".json").read_text()).get("refine", [])
+    return [OnnxParser(BUILTIN_DIR / name, labels, options) for name in names] if options.refine else []
 
 
 def builtin_parser(labels: tuple[str, ...], options: ParserOptions = ParserOptions()) -> OnnxParser:

@@ -218,6 +218,13 @@ def _item_bar(label: str) -> Iterator[Callable[[int], None]]:
               callback=lambda c, p, v: tuple(float(x) for x in v.split(",")))
 @click.option("--backdrop", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="augmentation: probability of another photo behind (else black)")
+@click.option("--crop", help="train a refiner on crops around this label's region instead (the built-in: face)")
+@click.option("--crop-width", type=click.FloatRange(0, min_open=True), default=2.6, show_default=True,
+              help="refiner crop width, in sizes of the label's region")
+@click.option("--crop-top", type=float, default=0.35, show_default=True,
+              help="refiner crop top, in region sizes above the region")
+@click.option("--passes", type=click.IntRange(1), default=2, show_default=True,
+              help="refiner: runs per frame at run time, each on the box of the previous one's labels")
 @click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True)
@@ -240,10 +247,11 @@ def parser_fit(debug: bool, **options: Any) -> None:
 @click.option("--split", help="names to evaluate (subfolder or list file)")
 @click.option("--parser", "parsers", multiple=True, default=["builtin"], show_default=True,
               help="backend(s): builtin, mediapipe, onnx:PATH (repeatable)")
+@click.option("--no-refine", is_flag=True, help="the whole-frame pass alone (no head refiner)")
 @click.option("-o", "--out", "out_json", type=click.Path(dir_okay=False), help="JSON report")
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
 def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, parsers: tuple[str, ...],
-                out_json: str | None, debug: bool) -> None:
+                no_refine: bool, out_json: str | None, debug: bool) -> None:
     """Per-label IoU and mIoU of parser backends against labelled photos, at their full size."""
     def action() -> None:
         import json
@@ -251,7 +259,7 @@ def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, pars
         from .parser_eval import evaluate_parsers
         from .runlog import write_json_atomic
         with _item_bar("parsing") as each:
-            report = evaluate_parsers(data, labels_dir, scheme, split, parsers, each=each)
+            report = evaluate_parsers(data, labels_dir, scheme, split, parsers, refine=not no_refine, each=each)
         if out_json:
             write_json_atomic(out_json, report)
         click.echo(json.dumps(report, indent=2))

@@ -11,6 +11,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from scam_runtime.geometry import Fit
 from scam_runtime.labels import read_image, read_labels
+from scam_runtime.parsing import CropSpec, crop_padded
 
 from .data import Pair
 from .schemes import LabelScheme
@@ -98,3 +99,42 @@ class ParserDataset(torch.utils.data.Dataset):
             canvas = canvas.convert("L").convert("RGB")
         image = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 127.5 - 1
         return image, torch.from_numpy(np.asarray(ids).astype(np.int64))
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Training data of a refiner: crops around one label's region (`CropSpec`, the box jittered
+    in scale and position), flipped, blurred and colour-jittered, resized to the canvas.
+    Photos without that label are left out."""
+
+    def __init__(self, pairs: list[Pair], scheme: LabelScheme, height: int, width: int, crop: CropSpec,
+                 augment: ParserAugment, seed: int = 0) -> None:
+        self.height, self.width, self.crop, self.augment, self.seed = height, width, crop, augment, seed
+        self.label = scheme.labels.index(crop.label)
+        items = (_load(p, scheme, 8 * height) for p in pairs)  # the crop is a fraction of the photo: keep detail
+        self.items = [(im, lab) for im, lab in items if (np.asarray(lab) == self.label).any()]
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        a = self.augment
+        im, lab = self.items[index]
+        ids = np.asarray(lab)
+        jitter = None if a == ParserAugment.none() else rng.uniform  # the runtime's box comes from a parse
+        box = self.crop.box(ids == self.label, self.height / self.width, jitter)
+        size = (self.width, self.height)
+        canvas = Image.fromarray(crop_padded(np.asarray(im), box)).resize(size, Image.BILINEAR)
+        target = Image.fromarray(crop_padded(ids, box)).resize(size, Image.NEAREST)
+        if a.flip and rng.random() < 0.5:
+            canvas, target = canvas.transpose(Image.FLIP_LEFT_RIGHT), target.transpose(Image.FLIP_LEFT_RIGHT)
+        if rng.random() < a.blur:
+            canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+        if a.colour:
+            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                canvas = enhance(canvas).enhance(rng.uniform(1 - a.colour, 1 + a.colour))
+        if rng.random() < a.grey:
+            canvas = canvas.convert("L").convert("RGB")
+        image = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 127.5 - 1
+        return image, torch.from_numpy(np.asarray(target).astype(np.int64))

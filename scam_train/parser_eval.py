@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from scam_runtime.labels import read_image, read_labels
-from scam_runtime.parsing import get_parser
+from scam_runtime.parsing import ParserOptions, get_parser
 
 from .data import check_pairs, find_pairs
 from .parser_fit import iou_counts
@@ -20,12 +20,13 @@ from .schemes import load_scheme
 
 
 def evaluate_parsers(data: str, labels_dir: str, scheme_name: str, split: str | None, parsers: Sequence[str],
-                     each: Callable[[int], None] = lambda total: None) -> dict:
+                     refine: bool = True, each: Callable[[int], None] = lambda total: None) -> dict:
     pairs = find_pairs(data, split, labels_dir)
     scheme = check_pairs(pairs, load_scheme(scheme_name))
     labels = tuple(scheme.labels)
-    report: dict = {"data": data, "split": split, "labels_dir": labels_dir, "images": len(pairs), "parsers": {}}
-    made = {name: get_parser(name, labels) for name in parsers}
+    report: dict = {"data": data, "split": split, "labels_dir": labels_dir, "images": len(pairs), "refine": refine,
+                    "parsers": {}}
+    made = {name: get_parser(name, labels, ParserOptions(refine=refine)) for name in parsers}
     counts = {name: np.zeros((len(labels), 2), np.int64) for name in parsers}
     seconds = dict.fromkeys(parsers, 0.0)
     for pair in pairs:  # each photo is read once, whatever the number of parsers

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import ParserNet, ParserNetConfig
+from scam_runtime.parsing import CropSpec
 
 from .data import check_pairs, find_pairs
 from .errors import ConfigError
-from .parser_data import ParserAugment, ParserDataset
+from .parser_data import CropDataset, ParserAugment, ParserDataset
 from .runlog import write_json_atomic
 from .schemes import load_scheme
 
@@ -39,6 +40,10 @@ class ParserTrainConfig:
     widths: tuple[int, ...] = ParserNetConfig.widths  # network channels per stride
     zoom: tuple[float, float] = ParserAugment.scale  # augmentation: zoom range of the photo
     backdrop: float = ParserAugment.backdrop           # augmentation: probability of a photo behind
+    crop: str | None = None           # train a refiner on crops around this label (e.g. face)
+    crop_width: float = CropSpec.width
+    crop_top: float = CropSpec.top
+    passes: int = 2                   # refiner runs per frame (written to its JSON for the runtime)
     epochs: int = 40
     batch_size: int = 16
     lr: float = 3e-3
@@ -132,7 +137,8 @@ def evaluate_canvas(net: ParserNet, data: ParserDataset, batch_size: int = 16) -
 
 
 def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> dict:
-    """Train, keep the epoch with the best validation mIoU, export it; returns its metrics."""
+    """Train, keep the epoch with the best validation mIoU (a refiner: its label's IoU), export
+    it; returns its metrics."""
     out = Path(cfg.out)
     scheme = load_scheme(cfg.scheme)
     train_pairs = find_pairs(cfg.data, cfg.split, cfg.labels_dir)
@@ -148,8 +154,17 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
         raise ConfigError(str(exc)) from None
     note(f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs...")
     augment = ParserAugment(scale=tuple(cfg.zoom), backdrop=cfg.backdrop)
-    train = ParserDataset(train_pairs, scheme, cfg.height, cfg.width, augment, cfg.seed)
-    val = ParserDataset(val_pairs, scheme, cfg.height, cfg.width, ParserAugment.none()) if val_pairs else None
+    meta: dict = {}
+    if cfg.crop is not None:
+        if cfg.crop not in scheme.labels:
+            raise ConfigError(f"--crop {cfg.crop}: not a label of the scheme ({', '.join(scheme.labels)})")
+        crop = CropSpec(cfg.crop, cfg.crop_width, cfg.crop_top)
+        meta.update(crop=asdict(crop), passes=cfg.passes)
+        train = CropDataset(train_pairs, scheme, cfg.height, cfg.width, crop, augment, cfg.seed)
+        val = CropDataset(val_pairs, scheme, cfg.height, cfg.width, crop, ParserAugment.none()) if val_pairs else None
+    else:
+        train = ParserDataset(train_pairs, scheme, cfg.height, cfg.width, augment, cfg.seed)
+        val = ParserDataset(val_pairs, scheme, cfg.height, cfg.width, ParserAugment.none()) if val_pairs else None
     torch.manual_seed(cfg.seed)
     net = ParserNet(net_config)
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
@@ -157,7 +172,9 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "parser_config.json", asdict(cfg))
-    best: dict = {"miou": -math.inf}
+    # a refiner is there for its label (the face): its epoch is chosen on that label's IoU
+    key = f"iou_{cfg.crop}" if cfg.crop is not None else "miou"
+    best: dict = {key: -math.inf}
     for epoch in range(cfg.epochs):
         train.epoch = epoch
         loader = torch.utils.data.DataLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
@@ -183,11 +200,11 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
         note(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}))
         with open(out / "parser_log.jsonl", "a") as log:
             log.write(json.dumps(metrics) + "\n")
-        if val is None or metrics["miou"] >= best["miou"]:
+        if val is None or metrics[key] >= best[key]:
             best = metrics
             save_parser(out / "parser.pt", net, {"metrics": metrics})
     net = load_parser(out / "parser.pt")
     export_parser(net, out / "parser.onnx", {"trained_on": f"{cfg.data} ({cfg.labels_dir}, {len(train)} images)",
-                                             "validation": best})
+                                             "validation": best, **meta})
     note(f"best epoch {best['epoch']}: {out / 'parser.pt'}, exported {out / 'parser.onnx'}")
     return best

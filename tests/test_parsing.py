@@ -15,8 +15,10 @@ from conftest import ROOT
 from scam_runtime.errors import LabelError
 from scam_runtime.labels import read_image
 from scam_runtime.parsing import (
+    CropSpec,
     ParserOptions,
     argmax_labels,
+    crop_padded,
     get_parser,
     person_regions,
     select_people,
@@ -51,24 +53,25 @@ def test_select_people_keeps_the_largest_or_every_big_region():
 
 
 def _tiny_parser(folder: Path, merge: dict | None = None, labels=("bg", "skin", "hair", "cloth"),
-                 batch: str | int = "n") -> Path:
-    """A 1×1 conv: red → skin, green → hair, blue → cloth, dark → bg (logits, input in [0, 1])."""
+                 name: str = "tiny", extra: dict | None = None, bias=(5, 0, 0, 0)) -> Path:
+    """A 1×1 conv: red → skin, green → hair, blue → cloth, dark → bg (logits, input in [0, 1]);
+    `bias` shifts the labels' logits, `extra` goes into its JSON."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
     weight = np.zeros((4, 3, 1, 1), np.float32)
     weight[1, 0] = weight[2, 1] = weight[3, 2] = 10.0
-    bias = np.array([5, 0, 0, 0], np.float32)
+    bias = np.array(bias, np.float32)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["pixels", "w", "b"], ["logits"])], "tiny",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, 32, 24])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4, 32, 24])],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, 32, 24])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 4, 32, 24])],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    path = folder / "tiny.onnx"
+    path = folder / f"{name}.onnx"
     onnx.save(model, path)
     meta = {"labels": list(labels), "input": {"height": 32, "width": 24, "range": [0, 1], "fit": "letterbox"},
-            "output": {"kind": "logits"}}
+            "output": {"kind": "logits"}, **(extra or {})}
     if merge is not None:
         meta["merge"] = merge
     path.with_suffix(".json").write_text(json.dumps(meta))
@@ -97,18 +100,68 @@ def test_onnx_parser_merges_labels_and_keeps_the_largest_person(tmp_path):
     assert (every[62:70, 62:68] == 1).all()  # green → hair → face, kept with keep="all"
 
 
-@pytest.mark.parametrize("batch", ["n", 1])
-def test_flip_averaging_maps_the_mirror_back(tmp_path, batch):
-    """A per-pixel model gives the same probabilities mirrored and mirrored back: flip changes
-    nothing unless the halves are misaligned (dynamic batch: one run of 2; batch 1: two runs)."""
-    model = _tiny_parser(tmp_path, MERGE, batch=batch)
-    image = _scene()
-    image[:, :36] //= 2  # not symmetric
-    plain = get_parser(f"onnx:{model}", LABELS)
-    flip = get_parser(f"onnx:{model}", LABELS, ParserOptions(flip=True))
-    assert flip.batch_of_two == (batch == "n")
-    np.testing.assert_allclose(flip.probabilities(image)[0], plain.probabilities(image)[0], atol=1e-6)
-    assert np.array_equal(flip(image), plain(image))
+def test_crop_box_and_padded_crop():
+    mask = np.zeros((100, 80), bool)
+    mask[10:30, 30:50] = True  # a 20×20 region
+    # pixel rows 10..29 and columns 30..49: 2nd/98th percentiles 10 and 29, size 19; width
+    # 2.5 * 19 = 47.5 -> 48, height 48 * 1.25 = 60, top 10 - 0.5 * 19 -> 0, centre 39.5
+    assert CropSpec("face", width=2.5, top=0.5).box(mask, aspect=1.25) == (16, 0, 64, 60)
+    assert CropSpec().box(np.zeros((5, 5), bool), 1.0) is None
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    crop = crop_padded(image, (-2, -1, 3, 6))  # off the top-left and the bottom
+    assert crop.shape == (7, 5, 3) and (crop[0] == 0).all() and (crop[:, :2] == 0).all()
+    assert np.array_equal(crop[1:5, 2:5], image[:, :3]) and (crop[5:] == 0).all()
+
+
+def _refined(tmp_path: Path, keep: str = "largest", smoothing: float = 0.0):
+    """A main parser naming a refiner that calls everything 'cloth' (→ body) in its crop."""
+    _tiny_parser(tmp_path, MERGE, name="head", bias=(0, 0, 0, 50),
+                 extra={"crop": {"label": "face", "width": 2.0, "top": 0.5}})
+    main = _tiny_parser(tmp_path, MERGE, extra={"refine": ["head.onnx"]})
+    return (get_parser(f"onnx:{main}", LABELS, ParserOptions(keep=keep, smoothing=smoothing)),
+            get_parser(f"onnx:{main}", LABELS, ParserOptions(keep=keep, refine=False)))
+
+
+def test_refiner_relabels_the_person_in_its_crop_only(tmp_path):
+    refined, plain = _refined(tmp_path)
+    first = plain(_scene())
+    box = CropSpec("face", 2.0, 0.5).box(first == 1, 32 / 24)
+    got = refined(_scene())
+    inside = np.zeros(first.shape, bool)
+    inside[max(box[1], 0):box[3], max(box[0], 0):box[2]] = True
+    assert (inside & (first == 0)).any() and (inside & (first == 1)).any() and (~inside & (first != 0)).any()
+    # in the crop, the person (its outline unchanged) is what the refiner says: all body here
+    assert np.array_equal(got[inside], np.where(first[inside] == 0, 0, 2))
+    assert np.array_equal(got[~inside], first[~inside])
+
+
+def test_refiner_runs_once_per_kept_person(tmp_path):
+    refined, plain = _refined(tmp_path, keep="all")
+    scene = np.concatenate([_scene(), _scene()], axis=1)  # two people, each with a red head
+    first, got = plain(scene), refined(scene)
+    assert (first[:, :72] == 1).any() and (first[:, 72:] == 1).any()
+    assert not (got == 1).any()  # both heads' crops became body
+
+
+def test_refiner_smooths_in_frame_coordinates(tmp_path):
+    refined, _ = _refined(tmp_path, smoothing=0.25)
+    refiner = refined.refiners[0]
+    a, b = np.zeros((3, 4, 5), np.float32), np.ones((3, 4, 5), np.float32)
+    where = (slice(2, 6), slice(1, 6))
+    assert np.array_equal(refiner._smooth(a, where, (10, 10)), a)  # nothing seen there yet
+    np.testing.assert_allclose(refiner._smooth(b, where, (10, 10)), 0.75)
+    moved = refiner._smooth(b, (slice(4, 8), slice(1, 6)), (10, 10))  # half overlaps the last crop
+    np.testing.assert_allclose(moved[:, :2], 0.75 * 1 + 0.25 * 0.75)
+    np.testing.assert_allclose(moved[:, 2:], 1.0)
+    refined.reset()
+    assert np.array_equal(refiner._smooth(a, where, (10, 10)), a)
+
+
+def test_refiner_without_a_crop_is_an_error(tmp_path):
+    _tiny_parser(tmp_path, MERGE, name="head")
+    main = _tiny_parser(tmp_path, MERGE, extra={"refine": ["head.onnx"]})
+    with pytest.raises(LabelError, match="has no 'crop'"):
+        get_parser(f"onnx:{main}", LABELS)
 
 
 @pytest.mark.parametrize("shape", [(97, 31, 3), (31, 97, 3), (50, 50), (50, 50, 1), (40, 33, 4)])

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from scam_runtime.backend import BackendOptions, OnnxSession
-from scam_runtime.parsing import get_parser
+from scam_runtime.parsing import CropSpec, get_parser
 from scam_train.cli import main
 from scam_train.data import check_pairs, find_pairs
-from scam_train.parser_data import ParserAugment, ParserDataset
+from scam_train.parser_data import CropDataset, ParserAugment, ParserDataset
 from scam_train.parser_fit import load_parser
 from scam_train.schemes import load_scheme
 
@@ -56,6 +56,43 @@ def test_parser_fit_exports_a_model_the_runtime_loads(shared, tmp_path):
     assert labels.shape == (50, 30) and labels.max() <= 2
 
 
+def test_crop_samples_centre_on_the_face(shared):
+    pairs = find_pairs(shared / "data" / "ccp", None, "labels3")[:4]
+    plain = CropDataset(pairs, load_scheme("bfb3"), 40, 32, CropSpec(), ParserAugment.none())
+    for _, ids in (plain[i] for i in range(len(plain))):
+        face_rows = np.nonzero((ids == 1).any(1).numpy())[0]
+        assert face_rows.size and face_rows.min() < 10 and face_rows.max() > 10  # head in the top of the crop
+    jittered = CropDataset(pairs, load_scheme("bfb3"), 40, 32, CropSpec(), ParserAugment(), seed=2)
+    assert all((jittered[i][1] == 1).any() for i in range(len(jittered)))
+    assert not all((jittered[i][1] == plain[i][1]).all() for i in range(len(plain)))
+
+
+def test_refiner_training_and_loading_beside_a_parser(shared, tmp_path):
+    """`parser-fit --crop face` exports a refiner; a parser JSON naming it runs it."""
+    import shutil
+    train = tmp_path / "train.txt"
+    train.write_text("0001\n0002\n0003\n0004\n0005\n0006\n0007\n0008\n")
+    r = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(tmp_path / "r"),
+                                  "--split", str(train), "--height", "32", "--width", "32", "--epochs", "1",
+                                  "--batch-size", "4", "--workers", "0", "--crop", "face", "--crop-width", "3"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "r" / "parser.json").read_text())
+    assert meta["crop"] == {"label": "face", "width": 3.0, "top": 0.35} and meta["passes"] == 2
+    from scam_runtime.parsing import BUILTIN_MODEL
+    for suffix in (".onnx", ".json"):
+        shutil.copy(BUILTIN_MODEL.with_suffix(suffix), tmp_path / f"main{suffix}")
+        shutil.copy(tmp_path / "r" / f"parser{suffix}", tmp_path / f"head{suffix}")
+    main_meta = json.loads((tmp_path / "main.json").read_text())
+    (tmp_path / "main.json").write_text(json.dumps(main_meta | {"refine": ["head.onnx"]}))
+    parser = get_parser(f"onnx:{tmp_path / 'main.onnx'}", ("background", "face", "body"))
+    assert [(r.crop, r.passes) for r in parser.refiners] == [(CropSpec("face", 3.0, 0.35), 2)]
+    image = np.asarray(Image.open(shared / "data" / "people" / "portrait.jpg").convert("RGB"))
+    assert parser(image).shape == image.shape[:2]
+    bad = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(tmp_path / "x"),
+                                    "--split", str(train), "--height", "32", "--width", "32", "--crop", "hat"])
+    assert bad.exit_code != 0 and "--crop hat: not a label of the scheme" in bad.output
+
+
 def test_parser_eval_reports_iou_per_label(shared, tmp_path):
     split = tmp_path / "val.txt"
     split.write_text("0010\n0020\n0030\n")
@@ -67,6 +104,9 @@ def test_parser_eval_reports_iou_per_label(shared, tmp_path):
     assert set(report["iou"]) == {"background", "face", "body"}
     assert abs(report["miou"] - float(np.mean(list(report["iou"].values())))) < 1e-4
     assert report["miou"] > 0.5  # the shipped parser on held-out photos (measured: see README)
+    r = CliRunner().invoke(main, ["parser-eval", "--data", str(shared / "data" / "ccp"), "--split", str(split),
+                                  "--no-refine", "-o", str(out)])
+    assert r.exit_code == 0 and json.loads(out.read_text())["refine"] is False
 
 
 def test_prepare_labels_a_plain_photo_folder(shared, tmp_path):
