@@ -161,6 +161,9 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
         crop = CropSpec(cfg.crop, cfg.crop_width, cfg.crop_top)
         meta.update(crop=asdict(crop), passes=cfg.passes)
         train = CropDataset(train_pairs, scheme, cfg.height, cfg.width, crop, augment, cfg.seed)
+        if len(train) < cfg.batch_size:
+            raise ConfigError(f"--crop {cfg.crop}: only {len(train)} training photo(s) show it "
+                              f"(a batch needs {cfg.batch_size})")
         val = CropDataset(val_pairs, scheme, cfg.height, cfg.width, crop, ParserAugment.none()) if val_pairs else None
     else:
         train = ParserDataset(train_pairs, scheme, cfg.height, cfg.width, augment, cfg.seed)

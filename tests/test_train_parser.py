@@ -91,6 +91,10 @@ def test_refiner_training_and_loading_beside_a_parser(shared, tmp_path):
     bad = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(tmp_path / "x"),
                                     "--split", str(train), "--height", "32", "--width", "32", "--crop", "hat"])
     assert bad.exit_code != 0 and "--crop hat: not a label of the scheme" in bad.output
+    few = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(tmp_path / "y"),
+                                    "--split", str(train), "--height", "32", "--width", "32", "--crop", "face",
+                                    "--batch-size", "16"])
+    assert few.exit_code != 0 and "only 8 training photo(s) show it (a batch needs 16)" in few.output
 
 
 def test_parser_eval_reports_iou_per_label(shared, tmp_path):
