@@ -43,6 +43,20 @@ def _load(pair: Pair, scheme: LabelScheme, max_height: int) -> tuple[Image.Image
     return im, lab
 
 
+def _finish(canvas: Image.Image, ids: Image.Image, a: ParserAugment,
+            rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blur, colour and greyscale (image only), then the tensors: [-1, 1] image and int64 ids."""
+    if rng.random() < a.blur:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
+    if a.colour:
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            canvas = enhance(canvas).enhance(rng.uniform(1 - a.colour, 1 + a.colour))
+    if rng.random() < a.grey:
+        canvas = canvas.convert("L").convert("RGB")
+    image = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return image, torch.from_numpy(np.asarray(ids).astype(np.int64))
+
+
 class ParserDataset(torch.utils.data.Dataset):
     """(image 3×H×W float32 in [-1, 1], labels H×W int64) on the parser's canvas."""
 
@@ -90,15 +104,7 @@ class ParserDataset(torch.utils.data.Dataset):
         left = (self.width - w) // 2 if zoom == 1 else rng.randint(min(0, self.width - w), max(0, self.width - w))
         canvas.paste(im, (left, top), valid)
         ids.paste(lab, (left, top), valid)
-        if rng.random() < a.blur:
-            canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
-        if a.colour:
-            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-                canvas = enhance(canvas).enhance(rng.uniform(1 - a.colour, 1 + a.colour))
-        if rng.random() < a.grey:
-            canvas = canvas.convert("L").convert("RGB")
-        image = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 127.5 - 1
-        return image, torch.from_numpy(np.asarray(ids).astype(np.int64))
+        return _finish(canvas, ids, a, rng)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -129,12 +135,4 @@ class CropDataset(torch.utils.data.Dataset):
         target = Image.fromarray(crop_padded(ids, box)).resize(size, Image.NEAREST)
         if a.flip and rng.random() < 0.5:
             canvas, target = canvas.transpose(Image.FLIP_LEFT_RIGHT), target.transpose(Image.FLIP_LEFT_RIGHT)
-        if rng.random() < a.blur:
-            canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
-        if a.colour:
-            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-                canvas = enhance(canvas).enhance(rng.uniform(1 - a.colour, 1 + a.colour))
-        if rng.random() < a.grey:
-            canvas = canvas.convert("L").convert("RGB")
-        image = torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 127.5 - 1
-        return image, torch.from_numpy(np.asarray(target).astype(np.int64))
+        return _finish(canvas, target, a, rng)
