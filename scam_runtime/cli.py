@@ -234,7 +234,7 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="parser: weight of the previous frames in the running average of label probabilities")
 @click.option("--no-refine", is_flag=True,
-              help="parser: whole-frame pass only (the head refiner's face is less steady on small heads)")
+              help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see README)")
 @click.option("-o", "--output", required=True,
               help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate)")
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
