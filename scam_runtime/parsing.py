@@ -252,6 +252,7 @@ class OnnxParser(ProbabilityParser):
         self.num_labels = len(labels)
         self.session = OnnxSession(model, options.backend)
         self.provider = self.session.provider
+        self._frame_state: np.ndarray | None = None  # as a refiner: its smoothed probabilities, frame coordinates
         if self.crop is not None:
             if self.crop.label not in labels:
                 raise LabelError(f"{meta_path}: crop label '{self.crop.label}' is not a bundle label ({list(labels)})")
@@ -262,6 +263,10 @@ class OnnxParser(ProbabilityParser):
             self.refiners = [OnnxParser(path, labels, options) for path in refine]
             if any(r.crop is None for r in self.refiners):
                 raise LabelError(f"{meta_path}: a model named in 'refine' has no 'crop' in its JSON")
+
+    def reset(self) -> None:
+        super().reset()
+        self._frame_state = None
 
     def refine(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """`labels` with the person's labels in this refiner's crop around each kept person's
@@ -302,12 +307,12 @@ class OnnxParser(ProbabilityParser):
         alpha = self.options.smoothing
         if not alpha:
             return probs
-        if self._state is None or self._state.shape[1:] != frame_hw:
-            self._state = np.full((len(probs), *frame_hw), np.nan, np.float32)
-        before = self._state[(slice(None), *where)]
+        if self._frame_state is None or self._frame_state.shape[1:] != frame_hw:
+            self._frame_state = np.full((len(probs), *frame_hw), np.nan, np.float32)
+        before = self._frame_state[(slice(None), *where)]
         seen = ~np.isnan(before[0])
         probs = np.where(seen, (1 - alpha) * probs + alpha * before, probs)
-        self._state[(slice(None), *where)] = probs
+        self._frame_state[(slice(None), *where)] = probs
         return probs
 
     @staticmethod

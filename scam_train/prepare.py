@@ -3,6 +3,7 @@ by a parser; the photos are copied as they are."""
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +27,7 @@ def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
     photos = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_EXTS) if images.is_dir() else []
     if not photos:
         raise DataError(f"{images}: no photos ({', '.join(IMAGE_EXTS)}) in this folder")
-    stems = [p.stem for p in photos]
-    dupes = {s for s in stems if stems.count(s) > 1}
+    dupes = {stem for stem, n in Counter(p.stem for p in photos).items() if n > 1}
     if dupes:
         raise DataError(f"{images}: several photos share the name {sorted(dupes)[0]} (labels are NAME.png)")
     labels = tuple(load_scheme("bfb3").labels)
