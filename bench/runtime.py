@@ -1,7 +1,10 @@
-"""End-to-end subject replacement on CPU: per-stage time, end-to-end fps, against the
+"""End-to-end subject replacement: per-stage time, end-to-end fps, against the
 pure-inference fps of the same graphs and against PyTorch eager of the same checkpoint.
 
     python bench/runtime.py [--presets small paper] [--frames 60] [--batch 1]
+    python bench/runtime.py --provider trt-engine --precision fp16   # GPU: engines built first
+
+On a GPU provider the eager baseline runs on CUDA too (fp32).
 
 Input: ../shared/data/video/pose_1.mp4 (576×576, 30 fps), label maps made by a
 brightness split (stand-ins: the timing does not depend on their content), random-weight
@@ -16,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +31,8 @@ from conftest import make_checkpoint, person_labels  # noqa: E402
 
 from models import load_checkpoint, one_hot  # noqa: E402
 from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
-from scam_runtime.backend import BackendOptions  # noqa: E402
+from scam_export.trt import build_engines  # noqa: E402
+from scam_runtime.backend import PROVIDER_CHOICES, BackendOptions  # noqa: E402
 from scam_runtime.geometry import Fit  # noqa: E402
 from scam_runtime.media import FrameRange, VideoReader, VideoWriter  # noqa: E402
 from scam_runtime.pipeline import run_stream  # noqa: E402
@@ -45,12 +50,23 @@ def stand_in_labels(image: np.ndarray) -> np.ndarray:
     return labels
 
 
+def fps_of(step: Callable[[np.ndarray, np.ndarray], None], inputs: list) -> float:
+    """Frames per second of `step` over `inputs`, after one warm-up call (CUDA init, autotuning)."""
+    step(*inputs[0])
+    start = time.perf_counter()
+    for x, lab in inputs:
+        step(x, lab)
+    return len(inputs) / (time.perf_counter() - start)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["small", "paper"])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--provider", choices=PROVIDER_CHOICES, default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "data" / "video" / "pose_1.mp4")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,8 +75,12 @@ def main() -> None:
     for preset in args.presets:
         ckpt = make_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
         bundle = tmp / f"{preset}.bundle"
-        export_bundle(ckpt, bundle, ExportOptions(), log=lambda m: None)
-        replacer = SubjectReplacer(bundle, backend=BackendOptions(threads=args.threads), warn=lambda m: None)
+        export_bundle(ckpt, bundle, ExportOptions(precision=args.precision, max_batch=max(8, args.batch)),
+                      log=lambda m: None)
+        if args.provider == "trt-engine":
+            build_engines(bundle, log=lambda m: None)
+        replacer = SubjectReplacer(bundle, backend=BackendOptions(args.provider, threads=args.threads),
+                                   warn=lambda m: None)
         rng = np.random.default_rng(0)
         subject = replacer.encode_subject(rng.integers(0, 256, (256, 170, 3), dtype=np.uint8), person_labels(256, 170))
         replacer.times.seconds.clear()
@@ -82,22 +102,23 @@ def main() -> None:
             labels = fit.labels_to_model(stand_in_labels(frame.image))
             inputs.append((fit.image_to_model(frame.image)[None], labels[None]))
         reader.close()
-        start = time.perf_counter()
-        for x, lab in inputs:
-            z = replacer.encoder.run(image=x, labels=lab)
-            replacer.generator.run(labels=lab, latents=z)
-        pure = len(inputs) / (time.perf_counter() - start)
         _, enc, gen = load_checkpoint(ckpt)
-        with torch.no_grad():
-            start = time.perf_counter()
-            for x, lab in inputs:
-                mask = one_hot(torch.from_numpy(lab).long(), len(replacer.bundle.labels))
-                gen(mask, enc(torch.from_numpy(x), mask))
-            eager = len(inputs) / (time.perf_counter() - start)
+        device = torch.device("cpu" if args.provider == "cpu" else "cuda")
+        enc, gen = enc.to(device), gen.to(device)
+
+        def graphs(x: np.ndarray, lab: np.ndarray) -> None:
+            replacer.generator.run(labels=lab, latents=replacer.encoder.run(image=x, labels=lab))
+
+        @torch.no_grad()
+        def eager_step(x: np.ndarray, lab: np.ndarray) -> None:
+            mask = one_hot(torch.from_numpy(lab).long().to(device), len(replacer.bundle.labels))
+            gen(mask, enc(torch.from_numpy(x).to(device), mask)).cpu()
+
+        pure, eager = (fps_of(step, inputs) for step in (graphs, eager_step))
         rows.append((preset, n, wall, stages, pure, eager))
 
-    print(f"# {args.video.name}, {args.frames} frames, batch {args.batch}, CPU {args.threads} threads, "
-          f"bundles at 256x170 fp32 (label-sparse), H.264 out")
+    print(f"# {args.video.name}, {args.frames} frames, batch {args.batch}, provider {args.provider} "
+          f"(CPU {args.threads} threads), bundles at 256x170 {args.precision} (label-sparse), H.264 out")
     print("| preset | " + " | ".join(f"{s} (ms/frame)" for s in STAGES) + " | end-to-end fps | pure inference fps "
           "| e2e / pure | eager fps | ORT / eager |")
     print("|---" * (len(STAGES) + 6) + "|")

@@ -2,6 +2,8 @@
 
 `provider="cuda"` means CUDA or an error: nothing falls back silently unless the caller
 opts in with `allow_fallback=True`, and the provider actually used is always reported.
+`trt-engine` (the bundle's own TensorRT engines, `engines.py`) is the one choice that is
+not an ONNX Runtime provider: graphs without an engine (the parsers) run on CUDA then.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+ENGINE_PROVIDER = "trt-engine"
+PROVIDER_CHOICES = (*PROVIDERS, ENGINE_PROVIDER)
 
 
 class ProviderUnavailable(RuntimeError):
@@ -25,7 +29,7 @@ class ProviderUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendOptions:
-    provider: str = "cpu"          # cpu | cuda | tensorrt
+    provider: str = "cpu"          # cpu | cuda | tensorrt | trt-engine
     allow_fallback: bool = False   # if the provider is missing, use the next one down (reported)
     threads: int = 0               # CPU intra-op threads; 0 = ONNX Runtime's default
 
@@ -36,17 +40,23 @@ def available_providers() -> list[str]:
     return [name for name, ep in PROVIDERS.items() if ep in offered]
 
 
+def ort_provider(provider: str) -> str:
+    """The ONNX Runtime provider that stands for `provider` on a graph without engines."""
+    return "cuda" if provider == ENGINE_PROVIDER else provider
+
+
 def resolve_providers(options: BackendOptions) -> list[str]:
     """ONNX Runtime's provider list for `options` (CPU last, for nodes a GPU provider lacks),
     or `ProviderUnavailable` when the requested provider is missing and fallback is off."""
-    if options.provider not in PROVIDERS:
-        raise ProviderUnavailable(f"unknown provider {options.provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if options.provider not in PROVIDER_CHOICES:
+        raise ProviderUnavailable(f"unknown provider {options.provider!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
+    requested = ort_provider(options.provider)
     available = available_providers()
-    chain = {"tensorrt": ["tensorrt", "cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[options.provider]
-    if options.provider not in available:
+    chain = {"tensorrt": ["tensorrt", "cuda", "cpu"], "cuda": ["cuda", "cpu"], "cpu": ["cpu"]}[requested]
+    if requested not in available:
         if not options.allow_fallback:
             raise ProviderUnavailable(
-                f"execution provider '{options.provider}' is not available in this onnxruntime build "
+                f"execution provider '{requested}' is not available in this onnxruntime build "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu, or allow fallback "
                 f"(allow_fallback=True, --allow-fallback)")
         chain = [p for p in chain if p in available]
@@ -69,8 +79,8 @@ class OnnxSession:
         providers = resolve_providers(options)
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         active = self.session.get_providers()[0]
-        if active != PROVIDERS[options.provider] and not options.allow_fallback:
-            raise ProviderUnavailable(f"{path.name}: '{options.provider}' could not be initialised "
+        if active != PROVIDERS[ort_provider(options.provider)] and not options.allow_fallback:
+            raise ProviderUnavailable(f"{path.name}: '{ort_provider(options.provider)}' could not be initialised "
                                       f"(onnxruntime chose {active}); pass --allow-fallback to accept that")
         self.provider = next(name for name, ep in PROVIDERS.items() if ep == active)
         self.input_names = [i.name for i in self.session.get_inputs()]

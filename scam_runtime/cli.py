@@ -11,8 +11,14 @@ from typing import Callable
 import click
 import numpy as np
 
-from .backend import PROVIDERS, BackendOptions, available_providers
+from .backend import (
+    PROVIDER_CHOICES,
+    BackendOptions,
+    ProviderUnavailable,
+    available_providers,
+)
 from .bundle import Bundle, BundleError
+from .engines import current_device, list_builds, select_build
 from .errors import BundleFailure, OutputError, RuntimeFailure
 from .geometry import FIT_MODES
 from .labels import MaskFiles, check_labels, read_labels
@@ -80,7 +86,8 @@ def common_options(f):
     decorators = [
         click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="bundle folder from scam-export [default: the bundle shipped with scam]"),
-        click.option("--provider", type=click.Choice(list(PROVIDERS)), default="cpu", show_default=True),
+        click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
+                     help="ONNX Runtime provider, or trt-engine: the bundle's TensorRT engines for this GPU"),
         click.option("--allow-fallback", is_flag=True, help="use a lesser provider if the requested one is missing"),
         click.option("--threads", type=click.IntRange(0, 256), default=0, help="CPU threads (0: automatic)"),
         click.option("--fit", type=click.Choice(FIT_MODES), default="letterbox", show_default=True),
@@ -333,6 +340,11 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
         report["tensorrt"] = tensorrt.__version__
     except ImportError:
         report["tensorrt"] = None
+    try:
+        device = current_device()
+        report["gpu"] = f"{device.name} (sm {device.compute_capability})"
+    except ProviderUnavailable as exc:
+        device, report["gpu"] = None, str(exc)
     report["parsers"] = {"builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
                          "mediapipe": _version_of("mediapipe")}
     ok = True
@@ -341,8 +353,13 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
         b = Bundle.load(path)
         report["bundle"] = {"path": str(path), "ok": True, "labels": list(b.labels),
                             "resolution": f"{b.width}x{b.height}", "precision": b.precision,
-                            "attention_path": b.attention_path, "engines": sorted(
-                                str(p.relative_to(path)) for p in (path / "trt").glob("*/*.engine"))}
+                            "attention_path": b.attention_path,
+                            "engines": [build.describe() for build in list_builds(b)]}
+        if device is not None and report["tensorrt"]:
+            try:
+                report["bundle"]["engine_here"] = str(select_build(b, device, report["tensorrt"]).folder)
+            except ProviderUnavailable as exc:
+                report["bundle"]["engine_here"] = str(exc)
     except (BundleError, BundleFailure) as exc:
         ok = False
         report["bundle"] = {"ok": False, "error": str(exc)}

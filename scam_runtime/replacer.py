@@ -9,9 +9,10 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import BackendOptions, OnnxSession, ProviderUnavailable
+from .backend import BackendOptions, ProviderUnavailable
 from .bundle import Bundle, BundleError
 from .composite import COMPOSITE_MODES, composite, person_matte
+from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, ProviderFailure
 from .geometry import Fit
 from .labels import check_labels
@@ -105,8 +106,7 @@ class SubjectReplacer:
                  warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=3)) -> None:
         try:
             self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-            self.encoder = OnnxSession(self.bundle.file(self.bundle.encoder.file), backend)
-            self.generator = OnnxSession(self.bundle.file(self.bundle.generator.file), backend)
+            self.encoder, self.generator = open_sessions(self.bundle, backend)
         except BundleError as exc:
             raise BundleFailure(str(exc)) from None
         except ProviderUnavailable as exc:

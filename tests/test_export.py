@@ -224,9 +224,9 @@ def test_cli_trt_without_tensorrt_exits_3(small_bundle):
 @pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))
 def test_tensorrt_engines_match_onnxruntime(small_bundle, tmp_path):
     from scam_export.trt import build_engines
+    from scam_runtime.engines import EngineSession
     bundle = tmp_path / "b"
     shutil.copytree(small_bundle, bundle)
-    import tensorrt as trt
     folder = build_engines(bundle, max_batch=4)
     build = json.loads((folder / "build.json").read_text())
     assert set(build["engines"]) == {"encoder.engine", "generator.engine"}
@@ -234,29 +234,8 @@ def test_tensorrt_engines_match_onnxruntime(small_bundle, tmp_path):
     images, labels, _ = blob_inputs(ModelConfig.preset("small", labels=["background", "face", "body"],
                                                        height=128, width=128), 2, seed=3)
 
-    def run_engine(path, feeds):
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        engine = runtime.deserialize_cuda_engine(path.read_bytes())
-        context = engine.create_execution_context()
-        tensors = {}
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                tensors[name] = torch.from_numpy(feeds[name]).cuda()
-                context.set_input_shape(name, tuple(feeds[name].shape))
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-                tensors[name] = torch.empty(tuple(context.get_tensor_shape(name)), device="cuda")
-        for name, t in tensors.items():
-            context.set_tensor_address(name, t.data_ptr())
-        stream = torch.cuda.Stream()
-        assert context.execute_async_v3(stream.cuda_stream)
-        stream.synchronize()
-        return {n: t.cpu().numpy() for n, t in tensors.items()}
-
-    z_trt = run_engine(folder / "encoder.engine", {"image": images, "labels": labels})["latents"]
-    out_trt = run_engine(folder / "generator.engine", {"labels": labels, "latents": z_trt})["image"]
+    z_trt = EngineSession(folder / "encoder.engine").run(image=images, labels=labels)
+    out_trt = EngineSession(folder / "generator.engine").run(labels=labels, latents=z_trt)
     z_ort = session(bundle / "encoder.onnx").run(image=images, labels=labels)
     out_ort = session(bundle / "generator.onnx").run(labels=labels, latents=z_ort)
     print(f"TensorRT vs ONNX Runtime: latents max abs {np.abs(z_trt - z_ort).max():.2e}, "

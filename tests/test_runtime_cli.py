@@ -1,4 +1,5 @@
 """scam-run end to end: video timing and audio, lossless plates, chunks, resume, errors."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -155,6 +156,7 @@ def test_image_and_encode_subject(small_bundle, clip, tmp_path):
     ("bad label ids", 11, "label ids must lie in 0..2"),
     ("corrupt bundle", 12, "sha256 does not match"),
     ("provider", 13, "'cuda' is not available"),
+    ("engines", 13, "TensorRT"),
     ("unwritable output", 14, "not writable"),
 ])
 def test_errors_are_one_line_with_distinct_codes(small_bundle, clip, tmp_path, case, code, message):
@@ -193,6 +195,10 @@ def test_errors_are_one_line_with_distinct_codes(small_bundle, clip, tmp_path, c
         if "cuda" in __import__("scam_runtime.backend").backend.available_providers():
             pytest.skip("CUDA available")
         extra = ["--provider", "cuda"]
+    elif case == "engines":
+        if importlib.util.find_spec("tensorrt"):
+            pytest.skip("TensorRT installed")
+        extra = ["--provider", "trt-engine"]
     elif case == "unwritable output":
         out = tmp_path / "missing_dir" / "out.mkv"
     args = ["video", "--bundle", bundle, "--subject", d / "actor.png", "--subject-mask", d / "actor_mask.png",
