@@ -6,6 +6,8 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
+from .colour import SRGB8_TO_LINEAR
+
 COMPOSITE_MODES = ("masked", "full")
 
 
@@ -57,4 +59,19 @@ def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np
     p = plate[box]
     blended = p.astype(np.float32) * (1 - m) + generated[box].astype(np.float32) * m
     out[box] = np.where(m > 0, np.clip(blended + 0.5, 0, 255).astype(np.uint8), p)
+    return out
+
+
+def composite_linear(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """A scene-linear float plate (its own pixel type) where the matte is 0, bit-exact; the
+    linearised generation blended in elsewhere. `generated`: uint8 sRGB at the plate's size."""
+    out = plate.copy()
+    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
+    if rows.size == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    m = matte[box][..., None]
+    p = plate[box]
+    blended = p.astype(np.float32) * (1 - m) + SRGB8_TO_LINEAR[generated[box]] * m
+    out[box] = np.where(m > 0, blended.astype(out.dtype), p)
     return out

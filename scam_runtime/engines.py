@@ -221,9 +221,16 @@ class EngineSession:
         _call(cudart, cudart.cudaStreamSynchronize(stream))
         return out
 
+    def close(self) -> None:
+        """Frees the device buffers, the stream and the engine, context first (also on collection)."""
+        for pointer, _ in self._buffers.values():
+            self._cudart.cudaFree(pointer)
+        self._buffers.clear()
+        if self._stream is not None:
+            self._cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+        self.context = self.engine = None
+
     def __del__(self) -> None:
-        cudart = getattr(self, "_cudart", None)
-        for pointer, _ in getattr(self, "_buffers", {}).values():
-            cudart.cudaFree(pointer)
-        if getattr(self, "_stream", None) is not None:
-            cudart.cudaStreamDestroy(self._stream)
+        if hasattr(self, "_buffers"):  # fully constructed
+            self.close()

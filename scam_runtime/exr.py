@@ -1,9 +1,8 @@
 """OpenEXR plates (optional extra `exr`): scene-linear float in, float composite out.
 
 A compositor's EXR plate is scene-linear RGB (Rec.709/sRGB primaries assumed) with values
-above 1 and often more channels (A, Z, AOVs). The networks were trained on display images,
-so they see the plate through the sRGB transfer curve, clipped to [0, 1] and quantised to
-8 bits. The composite itself is done in linear float on the plate's own values: outside
+above 1 and often more channels (A, Z, AOVs). The networks see its sRGB encoding
+(`colour`); the composite itself is done in linear float on the plate's own values: outside
 the matte every channel of the written file is bit-identical to the input (highlights
 above 1, half/float pixel types, extra channels and the header's compression, windows and
 metadata carried over); inside it, the generated pixels (display-referred, so at most 1.0
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .colour import SRGB8_TO_LINEAR, linear_to_srgb8
 from .errors import InputError, OutputError
 
 RGB = ("R", "G", "B")
@@ -29,24 +29,6 @@ def load_openexr(error: type[InputError | OutputError] = InputError):
     except ImportError:
         raise error("reading or writing .exr needs the OpenEXR package: pip install 'scam[exr]'") from None
     return OpenEXR
-
-
-def _srgb_encode(linear: np.ndarray) -> np.ndarray:
-    x = np.clip(linear, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-# 8-bit sRGB code → linear, and linear (clipped, 16-bit steps) → 8-bit code: table lookups
-# instead of a power per pixel (a 2K plate has 6 M values)
-SRGB8_TO_LINEAR = np.where((c := np.arange(256) / 255.0) <= 0.04045, c / 12.92,
-                           ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-_LINEAR16_TO_SRGB8 = np.round(_srgb_encode(np.arange(65536) / 65535.0) * 255).astype(np.uint8)
-
-
-def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
-    """uint8 sRGB of scene-linear values (clipped to [0, 1]): what the networks see."""
-    index = np.clip(np.asarray(linear, np.float32) * 65535 + 0.5, 0, 65535).astype(np.uint16)
-    return _LINEAR16_TO_SRGB8[index]
 
 
 @dataclass(frozen=True)
@@ -86,21 +68,6 @@ def plate_from_display(image: np.ndarray) -> ExrPlate:
     """An 8-bit sRGB frame (from a video or PNG) as a half-float linear plate, for EXR output."""
     exr = load_openexr(OutputError)
     return ExrPlate(SRGB8_TO_LINEAR[image].astype(np.float16), {}, {"compression": exr.ZIP_COMPRESSION})
-
-
-def composite_linear(plate: ExrPlate, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """The plate's RGB (its pixel type) where the matte is 0, bit-exact; the linearised
-    generation blended in elsewhere. `generated`: uint8 sRGB at the plate's size."""
-    out = plate.rgb.copy()
-    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
-    if rows.size == 0:
-        return out
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    m = matte[box][..., None]
-    p = plate.rgb[box]
-    blended = p.astype(np.float32) * (1 - m) + SRGB8_TO_LINEAR[generated[box]] * m
-    out[box] = np.where(m > 0, blended.astype(out.dtype), p)
-    return out
 
 
 def write_exr(path: Path, rgb: np.ndarray, like: ExrPlate) -> None:

@@ -19,15 +19,9 @@ import av
 import numpy as np
 from PIL import Image
 
+from .composite import composite_linear
 from .errors import InputError, OutputError
-from .exr import (
-    ExrPlate,
-    composite_linear,
-    load_openexr,
-    plate_from_display,
-    read_exr,
-    write_exr,
-)
+from .exr import ExrPlate, load_openexr, plate_from_display, read_exr, write_exr
 from .labels import read_image
 from .replacer import Result
 
@@ -188,7 +182,7 @@ def write_result(path: Path, result: Result, frame_image: np.ndarray, plate: Exr
         write_image_atomic(path, result.composite)
         return
     plate = plate or plate_from_display(frame_image)
-    write_exr(path, composite_linear(plate, result.generated, result.matte), plate)
+    write_exr(path, composite_linear(plate.rgb, result.generated, result.matte), plate)
 
 
 class SequenceWriter:

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .backend import BackendOptions, OnnxSession
+from .colour import linear_to_srgb8
 from .errors import LabelError
 from .geometry import Fit
 
@@ -352,9 +353,10 @@ class OnnxParser(ProbabilityParser):
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3 from greyscale (H×W or H×W×1), RGBA or float [0, 1] arrays."""
+    """uint8 H×W×3 sRGB from greyscale (H×W or H×W×1), RGBA, or float (scene-linear, as
+    `SubjectReplacer` takes float frames) arrays."""
     if image.dtype != np.uint8:
-        image = np.clip(np.asarray(image, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+        image = linear_to_srgb8(image)
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[2] == 1:

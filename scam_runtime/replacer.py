@@ -11,7 +11,8 @@ import numpy as np
 
 from .backend import BackendOptions, ProviderUnavailable
 from .bundle import Bundle, BundleError
-from .composite import COMPOSITE_MODES, composite, person_matte
+from .colour import display_rgb
+from .composite import COMPOSITE_MODES, composite, composite_linear, person_matte
 from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, ProviderFailure
 from .geometry import Fit
@@ -45,18 +46,19 @@ class Subject:
 
 @dataclass(frozen=True)
 class Result:
-    composite: np.ndarray   # uint8 H×W×3, the plate with the subject
-    generated: np.ndarray   # uint8 H×W×3, the generator's image at frame size (plate where not covered)
+    composite: np.ndarray   # the plate with the subject, in the frame's dtype (float: scene-linear)
+    generated: np.ndarray   # uint8 sRGB H×W×3, the generator's image at frame size (plate where not covered)
     matte: np.ndarray       # float32 H×W in [0, 1], where `composite` took generated pixels
     labels: np.ndarray      # int32 H×W, the frame's label map
 
 
 class Generated(NamedTuple):
     """A frame whose generation is done but not yet composited."""
-    frame: np.ndarray
+    frame: np.ndarray       # as given: uint8 sRGB or float scene-linear
     fit: Fit
     image: np.ndarray       # float32 3×h×w in [-1, 1], model resolution
     labels: np.ndarray      # the frame's label map
+    display: np.ndarray     # uint8 sRGB of the frame (the frame itself when uint8)
 
 
 @dataclass(frozen=True)
@@ -134,12 +136,12 @@ class SubjectReplacer:
         return dict(self._sources)
 
     def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
-                      ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray]]:
-        fits, xs, ls, frame_labels = [], [], [], []
+                      ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        fits, xs, ls, frame_labels, displays = [], [], [], [], []
         model_hw = (self.bundle.height, self.bundle.width)
         for i, (image, lab) in enumerate(zip(images, labels)):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise InputError(f"image {i}: expected uint8 H×W×3 RGB, got {image.dtype} {image.shape}")
+            image = display_rgb(np.asarray(image), f"image {i}")
+            displays.append(image)
             lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2], f"label map {i}",
                                self.warn)
             fit = Fit.compute(image.shape[:2], model_hw, self.options.fit)
@@ -147,11 +149,11 @@ class SubjectReplacer:
             xs.append(fit.image_to_model(image))
             ls.append(fit.labels_to_model(lab))
             frame_labels.append(lab)
-        return fits, np.stack(xs), np.stack(ls), frame_labels
+        return fits, np.stack(xs), np.stack(ls), frame_labels, displays
 
     def encode_subject(self, image: np.ndarray, labels: np.ndarray) -> Subject:
         """Latents of the subject (its appearance); save with `Subject.save` to reuse."""
-        fits, x, lab, frame_labels = self._model_inputs([image], [labels])
+        _, x, lab, frame_labels, _ = self._model_inputs([image], [labels])
         z = self.encoder.run(image=x, labels=lab)[0]
         present = tuple(n for i, n in enumerate(self.bundle.labels) if (frame_labels[0] == i).any())
         return Subject(z, present, self.encoder_sha256)
@@ -202,7 +204,7 @@ class SubjectReplacer:
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
         with self.times.stage("prepare"):
-            fits, x, lab, frame_labels = self._model_inputs(frames, labels)
+            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels)
             self._check_subject(subject, frame_labels)
         with self.times.stage("encode"):
             z_frames = self.encoder.run(image=x, labels=lab)
@@ -210,21 +212,20 @@ class SubjectReplacer:
             z = self._mix(z_frames, subject).astype(np.float32)
         with self.times.stage("generate"):
             generated = self.generator.run(labels=lab, latents=z)
-        return [Generated(*args) for args in zip(frames, fits, generated, frame_labels)]
+        return [Generated(*args) for args in zip(frames, fits, generated, frame_labels, displays)]
 
     def finish(self, item: Generated) -> Result:
         """Back to the frame's size, then into the plate through the matte."""
         with self.times.stage("composite"):
-            return self._composite(item.frame, item.fit, item.image, item.labels)
-
-    def _composite(self, frame: np.ndarray, fit: Fit, gen: np.ndarray, flab: np.ndarray) -> Result:
-        region, (fy, fx) = fit.image_to_frame(gen)
-        raw = frame.copy()
-        raw[fy, fx] = region
-        covered = np.zeros(frame.shape[:2], np.float32)
-        covered[fy, fx] = 1.0
-        if self.options.composite == "full":
-            matte = covered
-        else:
-            matte = person_matte(flab, self.options.feather) * covered
-        return Result(composite(frame, raw, matte), raw, matte, flab)
+            region, (fy, fx) = item.fit.image_to_frame(item.image)
+            raw = item.display.copy()
+            raw[fy, fx] = region
+            covered = np.zeros(raw.shape[:2], np.float32)
+            covered[fy, fx] = 1.0
+            if self.options.composite == "full":
+                matte = covered
+            else:
+                matte = person_matte(item.labels, self.options.feather) * covered
+            frame = np.asarray(item.frame)
+            out = composite(frame, raw, matte) if frame.dtype == np.uint8 else composite_linear(frame, raw, matte)
+            return Result(out, raw, matte, item.labels)

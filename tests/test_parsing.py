@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from scam_runtime.colour import SRGB8_TO_LINEAR
 from scam_runtime.errors import LabelError
 from scam_runtime.labels import read_image
 from scam_runtime.parsing import (
@@ -248,3 +249,10 @@ def test_argmax_labels_matches_numpy_including_ties():
     rng = np.random.default_rng(3)
     probs = rng.integers(0, 3, (4, 33, 21)).astype(np.float32)  # many ties: the first label wins, as in numpy
     assert (argmax_labels(probs) == probs.argmax(0)).all()
+
+
+def test_float_frames_are_scene_linear(shared):
+    """A float frame is parsed through its sRGB encoding, like SubjectReplacer's float frames."""
+    photo = read_image(shared / "data" / "people" / "portrait.jpg")
+    parser = get_parser("builtin", LABELS, ParserOptions(refine=False))
+    assert np.array_equal(parser(SRGB8_TO_LINEAR[photo]), parser(photo))

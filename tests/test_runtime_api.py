@@ -7,6 +7,7 @@ import pytest
 from conftest import person_labels
 
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
+from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
 from scam_runtime.composite import composite, person_matte
 from scam_runtime.errors import InputError, LabelError, ProviderFailure
 from scam_runtime.geometry import Fit
@@ -77,6 +78,28 @@ def test_process_replaces_inside_matte_only(replacer, subject):
     assert not np.array_equal(result.composite[~outside], frame[~outside])
     full = SubjectReplacer(replacer.bundle, ReplaceOptions(composite="full")).process(frame, labels, subject)
     assert np.array_equal(full.composite, full.generated) and (full.matte == 1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_float_frames_are_scene_linear(replacer, subject, dtype):
+    """Float frames (what Nuke or Houdini hand over) are composited in linear float, bit-exact
+    outside the matte; the networks see their sRGB encoding, as an 8-bit frame would give."""
+    linear = (RNG.gamma(0.6, 0.6, (96, 128, 3)) - 0.02).astype(dtype)  # highlights > 1, negative fringes
+    labels = person_labels(96, 128)
+    r = replacer.process(linear, labels, subject)
+    display = replacer.process(linear_to_srgb8(linear), labels, subject)
+    assert r.composite.dtype == dtype and r.composite.shape == linear.shape
+    assert np.array_equal(r.generated, display.generated) and np.array_equal(r.matte, display.matte)
+    outside, inside = r.matte == 0, r.matte == 1
+    assert outside.any() and inside.any()
+    assert np.array_equal(r.composite[outside], linear[outside])
+    assert np.array_equal(r.composite[inside], SRGB8_TO_LINEAR[r.generated[inside]].astype(dtype))
+    assert np.array_equal(replacer.encode_subject(linear, labels).latents,
+                          replacer.encode_subject(linear_to_srgb8(linear), labels).latents)
+    with pytest.raises(InputError, match=r"image 0: expected uint8 \(sRGB\) or float"):
+        replacer.process(linear.astype(np.int16), labels, subject)
+    with pytest.raises(InputError, match="image 0: expected an H×W×3 RGB array"):
+        replacer.process(linear[..., 0], labels, subject)
 
 
 def test_batch_equals_single_and_sizes_may_differ(replacer, subject):

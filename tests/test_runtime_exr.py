@@ -9,14 +9,9 @@ from PIL import Image
 
 from scam_runtime.cli import main
 from scam_runtime.errors import InputError
-from scam_runtime.exr import (
-    SRGB8_TO_LINEAR,
-    ExrPlate,
-    composite_linear,
-    linear_to_srgb8,
-    read_exr,
-    write_exr,
-)
+from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
+from scam_runtime.composite import composite_linear
+from scam_runtime.exr import read_exr, write_exr
 
 OpenEXR = pytest.importorskip("OpenEXR", reason="the exr extra (OpenEXR) is not installed")
 H, W = 96, 128
@@ -61,15 +56,15 @@ def test_read_write_keeps_channels_types_and_header(tmp_path):
 
 def test_linear_composite_is_bit_exact_outside_the_matte():
     rng = np.random.default_rng(0)
-    plate = ExrPlate((rng.random((8, 10, 3)) * 3).astype(np.float32), {}, {})
+    plate = (rng.random((8, 10, 3)) * 3).astype(np.float32)
     generated = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
     matte = np.zeros((8, 10), np.float32)
     matte[2:5, 3:7] = 1.0
     matte[5, 3:7] = 0.25
     out = composite_linear(plate, generated, matte)
-    assert np.array_equal(out[matte == 0], plate.rgb[matte == 0])
+    assert np.array_equal(out[matte == 0], plate[matte == 0])
     assert np.array_equal(out[2:5, 3:7], SRGB8_TO_LINEAR[generated[2:5, 3:7]])
-    np.testing.assert_allclose(out[5, 3:7], 0.75 * plate.rgb[5, 3:7] + 0.25 * SRGB8_TO_LINEAR[generated[5, 3:7]],
+    np.testing.assert_allclose(out[5, 3:7], 0.75 * plate[5, 3:7] + 0.25 * SRGB8_TO_LINEAR[generated[5, 3:7]],
                                rtol=1e-6)
 
 
