@@ -95,7 +95,7 @@ def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int,
 @click.option("--trt-workspace", default="4G", show_default=True, help="TensorRT workspace limit")
 @click.pass_context
 def trt_command(ctx: click.Context, bundle: Path, max_batch: int | None, trt_workspace: str) -> None:
-    """Build TensorRT engines for BUNDLE on this machine's GPU."""
+    """Build TensorRT engines for BUNDLE on this machine's GPU (run them: scam-run --provider trt-engine)."""
     from .trt import build_engines, parse_size
     try:
         workspace = parse_size(trt_workspace)

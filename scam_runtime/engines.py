@@ -12,7 +12,7 @@ import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -135,18 +135,21 @@ def current_device() -> Device:
     return Device(name.split("\x00")[0].strip(), f"{props.major}.{props.minor}")
 
 
-def open_sessions(bundle: Bundle, options: BackendOptions) -> tuple[Session, Session]:
+def open_sessions(bundle: Bundle, options: BackendOptions,
+                  warn: Callable[[str], None]) -> tuple[Session, Session]:
     """Encoder and generator sessions. `trt-engine` takes the bundle's engines for this GPU,
-    or with `allow_fallback` ONNX Runtime's TensorRT provider and the ones below it."""
+    or with `allow_fallback` ONNX Runtime's TensorRT provider and the ones below it (`warn`
+    says why)."""
     if options.provider == ENGINE_PROVIDER:
         try:
             trt = _tensorrt()
             build = select_build(bundle, current_device(), trt.__version__)
             return (EngineSession(build.folder / f"{Path(bundle.encoder.file).stem}.engine"),
                     EngineSession(build.folder / f"{Path(bundle.generator.file).stem}.engine"))
-        except ProviderUnavailable:
+        except ProviderUnavailable as exc:
             if not options.allow_fallback:
                 raise
+            warn(f"no TensorRT engines: {exc}; falling back to ONNX Runtime")
             options = replace(options, provider="tensorrt")
     return (OnnxSession(bundle.file(bundle.encoder.file), options),
             OnnxSession(bundle.file(bundle.generator.file), options))

@@ -108,7 +108,7 @@ class SubjectReplacer:
                  warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=3)) -> None:
         try:
             self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-            self.encoder, self.generator = open_sessions(self.bundle, backend)
+            self.encoder, self.generator = open_sessions(self.bundle, backend, warn)
         except BundleError as exc:
             raise BundleFailure(str(exc)) from None
         except ProviderUnavailable as exc:

@@ -89,7 +89,11 @@ def test_trt_engine_is_strict(small_bundle):
     with pytest.raises(ProviderFailure, match="TensorRT|cuda-python|GPU"):
         SubjectReplacer(small_bundle, backend=BackendOptions("trt-engine"))
     expected = resolve_providers(BackendOptions("tensorrt", allow_fallback=True))[0]
-    replacer = SubjectReplacer(small_bundle, backend=BackendOptions("trt-engine", allow_fallback=True))
+    messages = []
+    replacer = SubjectReplacer(small_bundle, backend=BackendOptions("trt-engine", allow_fallback=True),
+                               warn=messages.append)
+    assert len(messages) == 1 and messages[0].startswith("no TensorRT engines: ")
+    assert messages[0].endswith("; falling back to ONNX Runtime")
     assert replacer.encoder.session.get_providers()[0] == expected
     # graphs without engines (the parsers) read trt-engine as ONNX Runtime's CUDA provider
     if "CUDAExecutionProvider" not in expected:
