@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from scam_runtime.backend import ProviderUnavailable
 from scam_runtime.bundle import Bundle, sha256_file
+from scam_runtime.engines import Device, current_device
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -23,11 +25,13 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
-def _gpu() -> tuple[str, tuple[int, int]]:
-    import torch
-    if not torch.cuda.is_available():
-        raise TensorRTUnavailable("no CUDA GPU is available to build TensorRT engines for")
-    return torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0)
+def _gpu() -> Device:
+    """GPU 0 through cuda-python, as the runtime will see it when it picks engines (torch's
+    CPU build, which the README installs, would not see the GPU at all)."""
+    try:
+        return current_device()
+    except ProviderUnavailable as exc:
+        raise TensorRTUnavailable(str(exc)) from None
 
 
 def _tensorrt() -> Any:
@@ -40,19 +44,19 @@ def _tensorrt() -> Any:
     return tensorrt
 
 
-def engine_folder(bundle: Path, gpu: str, cc: tuple[int, int], trt_version: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
-    return bundle / "trt" / f"{slug}_sm{cc[0]}{cc[1]}_trt{trt_version}"
+def engine_folder(bundle: Path, device: Device, trt_version: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device.name).strip("-").lower()
+    return bundle / "trt" / f"{slug}_sm{device.compute_capability.replace('.', '')}_trt{trt_version}"
 
 
 def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int = 4 << 30,
                   log: Callable[[str], None] = print) -> Path:
     """Build encoder and generator engines; returns their folder. Raises `TensorRTUnavailable`."""
     trt = _tensorrt()
-    gpu, cc = _gpu()
+    device = _gpu()
     bundle = Bundle.load(bundle_dir)
     max_batch = max_batch or int(bundle.manifest.get("max_batch", 8))
-    folder = engine_folder(bundle_dir, gpu, cc, trt.__version__)
+    folder = engine_folder(bundle_dir, device, trt.__version__)
     folder.mkdir(parents=True, exist_ok=True)
     cache_path = bundle_dir / "trt" / "timing.cache"
     logger = trt.Logger(trt.Logger.WARNING)
@@ -90,7 +94,7 @@ def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int
         log(f"{target} written in {engines[target.name]['seconds']} s")
     cache_path.write_bytes(cache_bytes)
     (folder / "build.json").write_text(json.dumps({
-        "gpu": gpu, "compute_capability": f"{cc[0]}.{cc[1]}", "tensorrt": trt.__version__,
+        "gpu": device.name, "compute_capability": device.compute_capability, "tensorrt": trt.__version__,
         "max_batch": max_batch, "workspace_bytes": workspace, "precision": bundle.precision,
         "bundle_files": bundle.manifest["files"], "engines": engines}, indent=2) + "\n")
     return folder

@@ -16,8 +16,9 @@ from scam_export.bundle import ExportOptions, export_bundle
 from scam_export.cli import main
 from scam_export.parity import blob_inputs, psnr_db
 from scam_export.trt_support import check_trt_compatible
-from scam_runtime.backend import BackendOptions, OnnxSession
+from scam_runtime.backend import BackendOptions, OnnxSession, ProviderUnavailable
 from scam_runtime.bundle import Bundle, BundleError
+from scam_runtime.engines import current_device
 
 torch.set_num_threads(2)
 
@@ -209,8 +210,10 @@ def _tensorrt_reason() -> str | None:
         import tensorrt  # noqa: F401
     except ImportError:
         return "TensorRT is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU"
+    try:
+        current_device()
+    except ProviderUnavailable as exc:
+        return str(exc)
     return None
 
 

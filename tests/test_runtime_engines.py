@@ -77,11 +77,10 @@ def _engine_reason() -> str | None:
     """Why the bundle's engines cannot run here, or None on a GPU machine with TensorRT."""
     try:
         import tensorrt  # noqa: F401
-        import torch
         current_device()
     except (ImportError, ProviderUnavailable) as exc:
         return f"TensorRT engines cannot run here: {exc}"
-    return None if torch.cuda.is_available() else "no CUDA GPU for torch (the engine build needs it)"
+    return None
 
 
 @pytest.mark.skipif(_engine_reason() is None, reason="TensorRT and a GPU are present")
