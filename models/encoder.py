@@ -6,7 +6,7 @@ from torch import nn
 
 from .attention import SATBlock
 from .config import ModelConfig
-from .layout import assignment_matrix, expand_mask, latent_block_mask, resize_mask
+from .layout import NearestResize, assignment_matrix, expand_mask, latent_block_mask
 from .posemb import add_posemb, concat_posemb, sinusoidal_table
 from .validation import check_mask
 
@@ -52,6 +52,7 @@ class SATEncoder(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(config, c) for c in level_channels)
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
         self.register_buffer("block_mask", latent_block_mask(config), persistent=False)
+        self.mask_resize = NearestResize(((config.height, config.width), size) for size in level_sizes(config))
         for i, (c, (h, w)) in enumerate(zip([config.enc_posemb_dim] + level_channels[1:], level_sizes(config))):
             self.register_buffer(f"posemb{i}", sinusoidal_table(c, h, w), persistent=False)
 
@@ -70,6 +71,6 @@ class SATEncoder(nn.Module):
             else:
                 feats = self.convs[i - 1](feats)
                 tokens = add_posemb(feats, table)
-            level_mask = expand_mask(resize_mask(mask, tuple(feats.shape[-2:])), self.assignment)
+            level_mask = expand_mask(self.mask_resize(mask, tuple(feats.shape[-2:])), self.assignment)
             z = block(z, tokens.flatten(2).transpose(1, 2), level_mask, self.block_mask)
         return z

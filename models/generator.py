@@ -9,7 +9,7 @@ from torch import nn
 
 from .attention import SATBlock, SemanticCrossAttention, label_sparse_attention
 from .config import ModelConfig
-from .layout import assignment_matrix, expand_mask, resize_mask
+from .layout import NearestResize, assignment_matrix, expand_mask
 from .posemb import add_posemb, sinusoidal_table
 from .validation import check_latents, check_mask
 
@@ -83,6 +83,7 @@ class SCAMBlock(nn.Module):
         super().__init__()
         mid = min(in_ch, out_ch)
         self.out_size = out_size
+        self.up = NearestResize([(in_size, out_size)])
         self.mod0 = SCAMOperation(config, in_ch, in_size, duplex=True, noise=True)
         self.conv0 = nn.Conv2d(in_ch, mid, 3, padding=1)
         self.mod1 = SCAMOperation(config, mid, out_size, duplex=True, noise=True)
@@ -90,14 +91,11 @@ class SCAMBlock(nn.Module):
         self.torgb_mod = None if last else SCAMOperation(config, out_ch, out_size, duplex=False, noise=False)
         self.torgb = nn.Conv2d(out_ch, 3, 1)
 
-    def _up(self, t: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(t, size=self.out_size, mode="nearest")
-
     def forward(self, x: torch.Tensor, mask_at: MaskAt, z: torch.Tensor,
                 rgb: torch.Tensor | None, noise_mode: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dx, z = self.mod0(x, mask_at(tuple(x.shape[-2:])), z, noise_mode)
-        dx = self._up(self.conv0(F.leaky_relu(dx, 0.2)))
+        dx = self.up(self.conv0(F.leaky_relu(dx, 0.2)), self.out_size)
         dx, z = self.mod1(dx, mask_at(self.out_size), z, noise_mode)
         dx = self.conv1(F.leaky_relu(dx, 0.2))
         y = dx
@@ -105,7 +103,7 @@ class SCAMBlock(nn.Module):
             y, _ = self.torgb_mod(dx, mask_at(self.out_size), z, noise_mode)
         out_rgb = self.torgb(y)
         if rgb is not None:
-            out_rgb = out_rgb + self._up(rgb)
+            out_rgb = out_rgb + self.up(rgb, self.out_size)
         return dx, z, out_rgb
 
 
@@ -135,6 +133,9 @@ class SCAMGenerator(nn.Module):
             out_size = (config.height, config.width) if last else (2 * in_size[0], 2 * in_size[1])
             blocks.append(SCAMBlock(config, channels[i], channels[i + 1], in_size, out_size, last))
         self.blocks = nn.ModuleList(blocks)
+        full = (config.height, config.width)
+        self.mask_resize = NearestResize([(full, (h0, w0))] + [(full, b.out_size) for b in blocks]
+                                         + [(full, (h0 * 2 ** i, w0 * 2 ** i)) for i in range(n_blocks)])
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
         self.attention_path = attention_path
 
@@ -175,12 +176,12 @@ class SCAMGenerator(nn.Module):
 
         def mask_at(size: tuple[int, int]) -> LevelMask:
             if size not in cache:
-                level = resize_mask(mask, size)
+                level = self.mask_resize(mask, size)
                 ids = level.argmax(dim=1).flatten(1) if sparse else None
                 cache[size] = LevelMask(expand_mask(level, self.assignment), ids)
             return cache[size]
 
-        x = self.first_conv(resize_mask(mask, cfg.start_size))
+        x = self.first_conv(self.mask_resize(mask, cfg.start_size))
         z, rgb = latents, None
         for block in self.blocks:
             x, z, rgb = block(x, mask_at, z, rgb, noise_mode)

@@ -115,3 +115,15 @@ def test_discriminator_two_scales_with_features():
     assert out[0][-1].shape == (2, 1, 35, 25) and out[1][-1].shape == (2, 1, 19, 14)
     sn = PatchGANDiscriminator(ModelConfig.preset("paper", labels=labels(3), disc_spectral_norm=True))
     assert sum("parametrizations" in n for n, _ in sn.named_parameters()) == 2 * 3
+
+
+def test_nearest_resize_equals_interpolate():
+    """The constant-index resize the networks use is F.interpolate's legacy nearest, bit for bit,
+    including ratios where float rounding moves a source row (14 → 20, 120 → 256)."""
+    from models.layout import NearestResize
+    pairs = [((120, 80), (256, 170)), ((14, 7), (20, 9)), ((256, 170), (15, 10)), ((255, 171), (128, 86)),
+             ((3, 2), (256, 170)), ((64, 64), (64, 32))]
+    resize = NearestResize(pairs)
+    for src, dst in pairs:
+        x = torch.randn(2, 3, *src)
+        assert torch.equal(resize(x, dst), torch.nn.functional.interpolate(x, size=dst, mode="nearest"))
