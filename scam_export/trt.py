@@ -6,11 +6,13 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from scam_runtime.backend import ProviderUnavailable
 from scam_runtime.bundle import Bundle, sha256_file
-from scam_runtime.engines import Device, current_device
+from scam_runtime.engines import Device, current_device, tensorrt_module
+
+T = TypeVar("T")
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -25,23 +27,12 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
-def _gpu() -> Device:
-    """GPU 0 through cuda-python, as the runtime will see it when it picks engines (torch's
-    CPU build, which the README installs, would not see the GPU at all)."""
+def _checked(probe: Callable[[], T]) -> T:
+    """The runtime's TensorRT/GPU probe (what it will match engines against), as this module's error."""
     try:
-        return current_device()
+        return probe()
     except ProviderUnavailable as exc:
         raise TensorRTUnavailable(str(exc)) from None
-
-
-def _tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise TensorRTUnavailable("the TensorRT Python package is not installed (pip install tensorrt)") from exc
-    if int(tensorrt.__version__.split(".")[0]) < 10:
-        raise TensorRTUnavailable(f"TensorRT {tensorrt.__version__} found; scam needs TensorRT 10 or newer")
-    return tensorrt
 
 
 def engine_folder(bundle: Path, device: Device, trt_version: str) -> Path:
@@ -52,8 +43,8 @@ def engine_folder(bundle: Path, device: Device, trt_version: str) -> Path:
 def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int = 4 << 30,
                   log: Callable[[str], None] = print) -> Path:
     """Build encoder and generator engines; returns their folder. Raises `TensorRTUnavailable`."""
-    trt = _tensorrt()
-    device = _gpu()
+    trt = _checked(tensorrt_module)
+    device = _checked(current_device)  # cuda-python: torch's CPU build would not see the GPU
     bundle = Bundle.load(bundle_dir)
     max_batch = max_batch or int(bundle.manifest.get("max_batch", 8))
     folder = engine_folder(bundle_dir, device, trt.__version__)

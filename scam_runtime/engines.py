@@ -94,12 +94,15 @@ def select_build(bundle: Bundle, device: Device, tensorrt_version: str) -> Engin
     return build
 
 
-def _tensorrt() -> Any:
+def tensorrt_module() -> Any:
+    """The TensorRT package (10 or newer: the tensor-name API the engines are built and run with)."""
     try:
         import tensorrt
     except ImportError:
         raise ProviderUnavailable("the TensorRT Python package is not installed "
                                   "(pip install 'scam[tensorrt]' on an NVIDIA GPU machine)") from None
+    if int(tensorrt.__version__.split(".")[0]) < 10:
+        raise ProviderUnavailable(f"TensorRT {tensorrt.__version__} found; scam needs TensorRT 10 or newer")
     return tensorrt
 
 
@@ -142,7 +145,7 @@ def open_sessions(bundle: Bundle, options: BackendOptions,
     says why)."""
     if options.provider == ENGINE_PROVIDER:
         try:
-            trt = _tensorrt()
+            trt = tensorrt_module()
             build = select_build(bundle, current_device(), trt.__version__)
             return (EngineSession(build.folder / f"{Path(bundle.encoder.file).stem}.engine"),
                     EngineSession(build.folder / f"{Path(bundle.generator.file).stem}.engine"))
@@ -166,7 +169,7 @@ class EngineSession:
     provider = ENGINE_PROVIDER
 
     def __init__(self, path: Path) -> None:
-        trt, self._cudart = _tensorrt(), _cudart()
+        trt, self._cudart = tensorrt_module(), _cudart()
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())

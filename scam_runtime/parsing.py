@@ -180,8 +180,9 @@ class ProbabilityParser:
             refiner.reset()
 
     def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Fit]:
-        """Bundle-label probabilities on the canvas, temporally smoothed, and the canvas fit."""
-        probs, fit = self._canvas_probabilities(_as_rgb(image))
+        """Bundle-label probabilities of a uint8 RGB image on the canvas, temporally smoothed,
+        and the canvas fit."""
+        probs, fit = self._canvas_probabilities(image)
         if self.options.smoothing and self._state is not None and self._state.shape == probs.shape:
             probs = (1 - self.options.smoothing) * probs + self.options.smoothing * self._state
         self._state = probs

@@ -89,3 +89,15 @@ def person_labels(h: int, w: int, shift: int = 0):
     lab[h // 4: 3 * h // 4, w // 3 + shift: 2 * w // 3 + shift] = 2
     lab[h // 4: h // 4 + h // 8, w // 3 + shift + 4: 2 * w // 3 + shift - 4] = 1
     return lab
+
+
+def tensorrt_gpu_reason() -> str | None:
+    """Why TensorRT engines cannot be built or run here, or None on a GPU machine with TensorRT."""
+    from scam_runtime.backend import ProviderUnavailable
+    from scam_runtime.engines import current_device, tensorrt_module
+    try:
+        tensorrt_module()
+        current_device()
+    except ProviderUnavailable as exc:
+        return f"TensorRT engines cannot run here: {exc}"
+    return None

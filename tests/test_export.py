@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY, make_checkpoint
+from conftest import TINY, make_checkpoint, tensorrt_gpu_reason
 
 from models import ModelConfig, SCAMGenerator, load_checkpoint, one_hot
 from scam_export import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
@@ -16,9 +16,8 @@ from scam_export.bundle import ExportOptions, export_bundle
 from scam_export.cli import main
 from scam_export.parity import blob_inputs, psnr_db
 from scam_export.trt_support import check_trt_compatible
-from scam_runtime.backend import BackendOptions, OnnxSession, ProviderUnavailable
+from scam_runtime.backend import BackendOptions, OnnxSession
 from scam_runtime.bundle import Bundle, BundleError
-from scam_runtime.engines import current_device
 
 torch.set_num_threads(2)
 
@@ -222,26 +221,14 @@ def test_cli_export_then_replace_with_force(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.bundle", "tiny.pt"]
 
 
-def _tensorrt_reason() -> str | None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT is not installed"
-    try:
-        current_device()
-    except ProviderUnavailable as exc:
-        return str(exc)
-    return None
-
-
-@pytest.mark.skipif(_tensorrt_reason() is None, reason="TensorRT and a GPU are present")
+@pytest.mark.skipif(tensorrt_gpu_reason() is None, reason="TensorRT and a GPU are present")
 def test_cli_trt_without_tensorrt_exits_3(small_bundle):
     result = run_cli("trt", small_bundle)
     assert result.exit_code == EXIT_TRT_UNAVAILABLE
     assert result.stderr.startswith("scam-export: error: TensorRT engines not built: ")
 
 
-@pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))
+@pytest.mark.skipif(tensorrt_gpu_reason() is not None, reason=str(tensorrt_gpu_reason()))
 def test_tensorrt_engines_match_onnxruntime(small_bundle, tmp_path):
     from scam_export.trt import build_engines
     from scam_runtime.engines import EngineSession

@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import person_labels
+from conftest import person_labels, tensorrt_gpu_reason
 
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, resolve_providers
 from scam_runtime.bundle import Bundle, sha256_file
-from scam_runtime.engines import Device, current_device, list_builds, select_build
+from scam_runtime.engines import Device, list_builds, select_build
 from scam_runtime.errors import ProviderFailure
 from scam_runtime.replacer import SubjectReplacer
 
@@ -73,17 +73,7 @@ def test_select_build_refuses_stale_or_altered_engines(bundle):
         select_build(bundle, H100, "10.3.0")
 
 
-def _engine_reason() -> str | None:
-    """Why the bundle's engines cannot run here, or None on a GPU machine with TensorRT."""
-    try:
-        import tensorrt  # noqa: F401
-        current_device()
-    except (ImportError, ProviderUnavailable) as exc:
-        return f"TensorRT engines cannot run here: {exc}"
-    return None
-
-
-@pytest.mark.skipif(_engine_reason() is None, reason="TensorRT and a GPU are present")
+@pytest.mark.skipif(tensorrt_gpu_reason() is None, reason="TensorRT and a GPU are present")
 def test_trt_engine_is_strict(small_bundle):
     with pytest.raises(ProviderFailure, match="TensorRT|cuda-python|GPU"):
         SubjectReplacer(small_bundle, backend=BackendOptions("trt-engine"))
@@ -100,7 +90,7 @@ def test_trt_engine_is_strict(small_bundle):
             resolve_providers(BackendOptions("trt-engine"))
 
 
-@pytest.mark.skipif(_engine_reason() is not None, reason=str(_engine_reason()))
+@pytest.mark.skipif(tensorrt_gpu_reason() is not None, reason=str(tensorrt_gpu_reason()))
 def test_engines_run_the_replacer_like_onnxruntime(small_bundle, tmp_path):
     from scam_export.trt import build_engines
     bundle = tmp_path / "b"
