@@ -6,6 +6,7 @@ plain containers. Writes are atomic (temporary file in the same folder, then ren
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,14 @@ def save_checkpoint(path: str | os.PathLike, config: ModelConfig, encoder: SATEn
     clash = _RESERVED & set(extra)
     if clash:
         raise ValueError(f"extra checkpoint keys clash with reserved ones: {', '.join(sorted(clash))}")
-    path = Path(path)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),
                "encoder": encoder.state_dict(), "generator": generator.state_dict(), **extra}
+    return write_payload(path, payload)
+
+
+def write_payload(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """`torch.save` to a temporary file beside `path`, synced, then renamed into place."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -55,6 +61,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: never retried unsafely
+        raise CheckpointError(f"{path}: refused: the file holds Python objects besides tensors and plain data "
+                              f"(not a SCAM checkpoint; loading it could run code)") from exc
     except Exception as exc:  # torch raises many types for truncated/foreign files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable SCAM checkpoint "
@@ -71,6 +80,18 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
+def _first_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, Any]) -> str | None:
+    """The first tensor that is missing, unexpected or of another shape, in words."""
+    for key, tensor in expected.items():
+        if key not in stored:
+            return f"missing tensor {key}"
+        if not isinstance(stored[key], torch.Tensor) or stored[key].shape != tensor.shape:
+            shape = tuple(stored[key].shape) if isinstance(stored[key], torch.Tensor) else type(stored[key]).__name__
+            return f"{key}: stored {shape}, config needs {tuple(tensor.shape)}"
+    extra = sorted(set(stored) - set(expected))
+    return f"unexpected tensor {extra[0]}" if extra else None
+
+
 def load_checkpoint(path: str | os.PathLike, noise_mode: str = "const",
                     map_location: str | torch.device = "cpu"
                     ) -> tuple[ModelConfig, SATEncoder, SCAMGenerator]:
@@ -82,9 +103,8 @@ def load_checkpoint(path: str | os.PathLike, noise_mode: str = "const",
         raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
     encoder, generator = SATEncoder(config), SCAMGenerator(config, noise_mode=noise_mode)
     for name, net in (("encoder", encoder), ("generator", generator)):
-        try:
-            net.load_state_dict(payload[name])
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{path}: {name} weights do not fit the stored config ({first})") from exc
+        mismatch = _first_mismatch(net.state_dict(), payload[name])
+        if mismatch:
+            raise CheckpointError(f"{path}: {name} weights do not fit the stored config ({mismatch})")
+        net.load_state_dict(payload[name])
     return config, encoder.eval(), generator.eval()

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .errors import BundleFailure, ProviderFailure
+
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -23,8 +25,9 @@ ENGINE_PROVIDER = "trt-engine"
 PROVIDER_CHOICES = (*PROVIDERS, ENGINE_PROVIDER)
 
 
-class ProviderUnavailable(RuntimeError):
-    """The requested execution provider is not usable on this machine."""
+class ProviderUnavailable(ProviderFailure):
+    """The requested execution provider is not usable on this machine (exit 13 wherever a
+    session is created: bundle graphs and parsers alike)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ class OnnxSession:
             so.intra_op_num_threads = options.threads
             so.inter_op_num_threads = 1
         providers = resolve_providers(options)
-        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... classes
+            raise BundleFailure(f"{path}: not a readable ONNX graph ({str(exc).splitlines()[0][:200]})") from None
         active = self.session.get_providers()[0]
         if active != PROVIDERS[ort_provider(options.provider)] and not options.allow_fallback:
             raise ProviderUnavailable(f"{path.name}: '{ort_provider(options.provider)}' could not be initialised "

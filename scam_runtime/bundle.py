@@ -13,6 +13,8 @@ from typing import Any
 BUNDLE_FORMAT = "scam-bundle"
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "bundle.json"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
+"""The bundle shipped inside the package: what every command uses without `--bundle`."""
 
 
 class BundleError(Exception):
@@ -70,8 +72,14 @@ class Bundle:
         return self.path / name
 
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
-        """Read `path/bundle.json`; with `verify`, refuse any listed file whose sha256 differs."""
+    def load(cls, path: str | Path | None = None, verify: bool = True) -> "Bundle":
+        """Read `path/bundle.json` (None: the shipped default); with `verify`, refuse any listed
+        file whose sha256 differs."""
+        if path is None:
+            if not (DEFAULT_BUNDLE / MANIFEST_NAME).is_file():
+                raise BundleError(f"{DEFAULT_BUNDLE}: the default bundle is missing from this install; "
+                                  f"reinstall scam or pass a bundle made by scam-export --ckpt model.pt")
+            path = DEFAULT_BUNDLE
         path = Path(path)
         manifest_path = path / MANIFEST_NAME
         if not manifest_path.is_file():
@@ -101,6 +109,9 @@ class Bundle:
             files = dict(m["files"])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise BundleError(f"{manifest_path}: incomplete manifest (missing or bad {exc})") from exc
+        unlisted = [g.file for g in (bundle.encoder, bundle.generator) if g.file not in files]
+        if unlisted:
+            raise BundleError(f"{manifest_path}: {unlisted[0]} has no sha256 under 'files' (manifest altered)")
         if verify:
             for name, digest in files.items():
                 target = path / name

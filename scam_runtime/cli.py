@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from dataclasses import dataclass
@@ -17,14 +18,15 @@ from .backend import (
     ProviderUnavailable,
     available_providers,
 )
-from .bundle import Bundle, BundleError
+from .bundle import DEFAULT_BUNDLE, Bundle, BundleError
 from .engines import current_device, list_builds, select_build
-from .errors import BundleFailure, OutputError, RuntimeFailure
+from .errors import BundleFailure, InputError, OutputError, RuntimeFailure, UsageError
 from .geometry import FIT_MODES
 from .labels import MaskFiles, check_labels, read_labels
 from .media import (
     CODECS,
     FrameRange,
+    SequenceReader,
     SequenceWriter,
     VideoReader,
     VideoWriter,
@@ -34,12 +36,11 @@ from .media import (
     write_image_atomic,
     write_result,
 )
+from .outputs import default_output, guard_file, guard_sequence
 from .parsing import BUILTIN_MODEL, Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
 from .progress import PROGRESS_MODES, Progress
 from .replacer import ReplaceOptions, Subject, SubjectReplacer
-
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
 
 
 def _warn(message: str) -> None:
@@ -54,32 +55,32 @@ class Common:
     debug: bool
 
 
-def _bundle_path(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    if (DEFAULT_BUNDLE / "bundle.json").is_file():
-        return DEFAULT_BUNDLE
-    raise BundleFailure("no default bundle is installed with this scam; pass --bundle DIR "
-                        "(made by scam-export --ckpt model.pt)")
+class Terminated(Exception):
+    """SIGTERM (what render-farm managers send): stop like Ctrl-C, exit 143."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def _guard(action: Callable[[], None], debug: bool) -> None:
     """One line and a distinct exit code for every failure a user can act on."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         action()
+    except Terminated:
+        click.echo("scam-run: terminated (SIGTERM); no partial file was left under the output name", err=True)
+        sys.exit(143)
     except RuntimeFailure as exc:
         if debug:
             traceback.print_exc()
         click.echo(f"scam-run: error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except ValueError as exc:  # option values checked late (e.g. --frames, --temporal)
-        if debug:
-            traceback.print_exc()
-        click.echo(f"scam-run: error: {exc}", err=True)
-        sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("scam-run: interrupted; no partial video was left under the output name", err=True)
+        click.echo("scam-run: interrupted; no partial file was left under the output name", err=True)
         sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def common_options(f):
@@ -110,7 +111,7 @@ def _common(bundle, provider, allow_fallback, threads, fit, composite, feather, 
 
 
 def _replacer(c: Common) -> SubjectReplacer:
-    replacer = SubjectReplacer(_bundle_path(c.bundle), c.options, c.backend, warn=_warn)
+    replacer = SubjectReplacer(c.bundle, c.options, c.backend, warn=_warn)
     sources = replacer.mix_sources()
     click.echo(f"scam-run: provider {replacer.provider}; latents from the frame: "
                f"{', '.join(n for n, s in sources.items() if s == 'frame')}; from the subject: "
@@ -171,6 +172,14 @@ def main() -> None:
     """Replace the person in images and video plates by a subject (SCAM)."""
 
 
+def _bundle_files(replacer: SubjectReplacer) -> list[Path]:
+    b = replacer.bundle
+    return [b.path / "bundle.json", *(b.path / name for name in b.manifest["files"])]
+
+
+OVERWRITE_HELP = "replace an existing output (never an input)"
+
+
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--subject", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -178,57 +187,167 @@ def main() -> None:
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--mask", type=click.Path(dir_okay=False, path_type=Path), help="label map of TARGET")
 @click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="result image [default: TARGET.scam.EXT beside TARGET]")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--write-matte", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--write-raw", type=click.Path(dir_okay=False, path_type=Path))
 @common_options
-def image(target, subject, subject_mask, mask, parser, output, write_matte, write_raw, **kw) -> None:
+def image(target, subject, subject_mask, mask, parser, output, overwrite, write_matte, write_raw, **kw) -> None:
     """Put the subject into one TARGET image."""
-    c = _common(**kw)
-
     def action() -> None:
+        c = _common(**kw)
+        out = output or Path(default_output(target))
         replacer = _replacer(c)
+        inputs = [p for p in (target, subject, subject_mask, mask) if p is not None] + _bundle_files(replacer)
+        for option, path in (("-o", out), ("--write-matte", write_matte), ("--write-raw", write_raw)):
+            if path is not None:
+                guard_file(path, inputs, overwrite, option)
+                if not path.parent.is_dir():
+                    raise OutputError(f"{path.parent}: output folder missing")
         still = _StillParser(parser, replacer.bundle.labels, c.backend)
         subj = _subject(replacer, subject, subject_mask, still)
         frame, plate = read_plate(target)
         result = replacer.process(frame, _labels_for_image(replacer, frame, mask, still), subj)
-        for path in (output, write_matte, write_raw):
-            if path is not None and not path.parent.is_dir():
-                raise OutputError(f"{path.parent}: output folder missing")
         for path, img in ((write_matte, np.round(result.matte * 255).astype(np.uint8)), (write_raw, result.generated)):
             if path is not None:
                 write_image_atomic(path, img)
-        write_result(output, result, frame, plate)
-        click.echo(f"written: {output}", err=True)
+        write_result(out, result, frame, plate)
+        click.echo(f"written: {out}", err=True)
 
-    _guard(action, c.debug)
+    _guard(action, kw["debug"])
 
 
 @main.command("encode-subject")
 @click.argument("subject", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="latents file [default: SUBJECT.scam.npz beside SUBJECT]")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @common_options
-def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
+def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> None:
     """Encode SUBJECT once into a small .npz reusable with --subject."""
-    c = _common(**kw)
-
     def action() -> None:
+        c = _common(**kw)
+        out = output or subject.with_name(f"{subject.stem}.scam.npz")
         replacer = _replacer(c)
+        guard_file(out, [p for p in (subject, subject_mask) if p is not None] + _bundle_files(replacer), overwrite)
+        if not out.parent.is_dir():
+            raise OutputError(f"{out.parent}: output folder missing")
         subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
-        if not output.parent.is_dir():
-            raise OutputError(f"{output.parent}: output folder missing")
-        tmp = output.with_name(f".{output.stem}.partial.npz")
+        tmp = out.with_name(f".{out.stem}.partial.npz")
         try:
             subj.save(tmp)
-            tmp.replace(output)
+            tmp.replace(out)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"{output}: cannot write ({exc})") from None
-        click.echo(f"written: {output} (labels shown: {', '.join(subj.present)})", err=True)
+            raise OutputError(f"{out}: cannot write ({exc})") from None
+        click.echo(f"written: {out} (labels shown: {', '.join(subj.present)})", err=True)
 
-    _guard(action, c.debug)
+    _guard(action, kw["debug"])
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """What `scam-run video` (and `demo`) runs: the plate, the subject and where results go."""
+    source: str
+    subject: Path
+    output: str
+    subject_mask: Path | None = None
+    masks: str | None = None
+    parser: str = "auto"
+    label_smoothing: float = 0.0
+    refine: bool = True
+    frame_range: str | None = None
+    batch: int = 1
+    codec: str = "h264"
+    crf: int = 18
+    pix_fmt: str | None = None
+    audio: str = "copy"
+    write_matte: str | None = None
+    write_labels: str | None = None
+    write_raw: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: str = "bar"
+
+
+def run_video(c: Common, job: VideoJob) -> int:
+    """Check every output against the inputs, then stream the plate; returns frames written."""
+    frames = FrameRange.parse(job.frame_range)
+    extras = (("--write-matte", job.write_matte), ("--write-labels", job.write_labels),
+              ("--write-raw", job.write_raw))
+    for option, value in extras:
+        if value and (not is_sequence(value) or value.lower().endswith(".exr")):
+            raise UsageError(f"{option} needs an 8-bit image-sequence pattern such as out.%04d.png, got {value}")
+    replacer = _replacer(c)
+    reader = open_input(job.source)
+    try:
+        numbers = _numbers(reader, frames)
+        mask_files = MaskFiles(job.masks) if job.masks else None
+        inputs = [p for p in (job.subject, job.subject_mask) if p is not None] + _bundle_files(replacer)
+        inputs += [path for _, path in reader.files] if isinstance(reader, SequenceReader) else [reader.path]
+        if mask_files is not None:
+            inputs += mask_files.files or [Path(job.masks % n) for n in numbers]
+        if is_sequence(job.output):
+            guard_sequence(job.output, numbers, inputs, job.overwrite, job.resume)
+        elif isinstance(reader, VideoReader):
+            guard_file(Path(job.output), inputs, job.overwrite)
+        else:
+            raise OutputError(f"{job.output}: image-sequence input needs an image-sequence output pattern")
+        for option, value in extras:
+            if value:
+                guard_sequence(value, numbers, inputs + [Path(job.output)], job.overwrite, job.resume, option)
+        subj = _subject(replacer, job.subject, job.subject_mask,
+                        _StillParser(job.parser, replacer.bundle.labels, c.backend))
+        frame_parser = None
+        if mask_files is None:
+            frame_parser = _make_parser(job.parser, replacer.bundle.labels,
+                                        ParserOptions(job.label_smoothing, refine=job.refine, backend=c.backend))
+        if mask_files is not None and frames == FrameRange() and reader.count:
+            mask_files.check_count(reader.count)
+        writer: VideoWriter | SequenceWriter
+        if is_sequence(job.output):
+            writer = SequenceWriter(job.output, job.resume)
+        else:
+            writer = VideoWriter(Path(job.output), reader, job.codec, job.crf, job.pix_fmt, job.audio, frames)
+        no_person = resized = 0
+
+        def resize_warning(message: str) -> None:
+            nonlocal resized
+            resized += 1
+            if resized == 1:
+                _warn(f"{message} (once per run; the count comes at the end)")
+
+        def labels_for(frame):
+            nonlocal no_person
+            if mask_files is not None:
+                path = mask_files.path(frame.index, frame.number)
+                labels = check_labels(read_labels(path), len(replacer.bundle.labels), frame.image.shape[:2],
+                                      str(path), resize_warning)
+            else:
+                labels = frame_parser(frame.image)
+            no_person += not labels.any()
+            return labels
+
+        done = [n for n in numbers if isinstance(writer, SequenceWriter) and writer.done(n)]
+        todo = (f for f in reader.frames(frames)
+                if not (isinstance(writer, SequenceWriter) and writer.done(f.number)))
+        progress = Progress(len(numbers) - len(done) if numbers else None, job.progress)
+        n = run_stream(replacer, subj, todo, labels_for, writer, progress, job.batch,
+                       ExtraOutputs(job.write_matte, job.write_labels, job.write_raw))
+    finally:
+        reader.close()
+    if n == 0 and not done:
+        length = f"the clip has {reader.decoded} frames" if isinstance(reader, VideoReader) else "it has none"
+        raise InputError(f"{job.source}: no frame in --frames {frames.describe()} ({length})")
+    if resized:
+        _warn(f"{resized} of {n} label maps were not their frame's size and were resized (nearest)")
+    if no_person:
+        _warn(f"{no_person} of {n} frames had no person; they were written unchanged")
+    click.echo(f"written: {job.output} ({n} frames{f', {len(done)} already done' if done else ''})", err=True)
+    return n
 
 
 @main.command()
@@ -242,8 +361,10 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
               help="parser: weight of the previous frames in the running average of label probabilities")
 @click.option("--no-refine", is_flag=True,
               help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see README)")
-@click.option("-o", "--output", required=True,
-              help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate)")
+@click.option("-o", "--output",
+              help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate) "
+                   "[default: SOURCE.scam.EXT, or NAME_scam.%04d.EXT for a sequence, beside SOURCE]")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
@@ -259,68 +380,72 @@ def encode_subject(subject, subject_mask, parser, output, **kw) -> None:
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="bar", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
-def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, frame_range, batch, codec,
-          crf, pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode, quiet,
-          **kw) -> None:
+def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, overwrite, frame_range,
+          batch, codec, crf, pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode,
+          quiet, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
-    c = _common(**kw, temporal=temporal)
+    def action() -> None:
+        c = _common(**kw, temporal=temporal)
+        run_video(c, VideoJob(source, subject, output or default_output(source), subject_mask, masks, parser,
+                              label_smoothing, not no_refine, frame_range, batch, codec, crf, pix_fmt, audio,
+                              write_matte, write_labels, write_raw, resume, overwrite,
+                              "none" if quiet else progress_mode))
+
+    _guard(action, kw["debug"])
+
+
+@main.command()
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("scam-demo"),
+              show_default=True, help="folder for the replaced clip and the contact sheet")
+@click.option("--frames", "count", type=click.IntRange(1), help="the clip's first N frames only [default: all 90]")
+@click.option("--overwrite", is_flag=True, help="replace the results of an earlier demo in the folder")
+@click.option("--quiet", is_flag=True, help="no progress output")
+@common_options
+def demo(out_dir, count, overwrite, quiet, **kw) -> None:
+    """Replace the dancer in a shipped 3-second clip by a shipped subject photo; nothing to provide."""
+    from .demo import CLIP, OUTPUT_NAME, SHEET_NAME, SUBJECT, contact_sheet
 
     def action() -> None:
-        frames = FrameRange.parse(frame_range)
-        for option, value in (("--write-matte", write_matte), ("--write-labels", write_labels),
-                              ("--write-raw", write_raw)):
-            if value and (not is_sequence(value) or value.lower().endswith(".exr")):
-                raise ValueError(f"{option} needs an 8-bit image-sequence pattern such as out.%04d.png, got {value}")
-        replacer = _replacer(c)
-        subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
-        reader = open_input(source)
+        c = _common(**kw)
+        sheet = out_dir / SHEET_NAME
+        guard_file(sheet, [CLIP, SUBJECT], overwrite)
         try:
-            mask_files = MaskFiles(masks) if masks else None
-            frame_parser = None
-            if mask_files is None:
-                frame_parser = _make_parser(parser, replacer.bundle.labels,
-                                            ParserOptions(label_smoothing, refine=not no_refine,
-                                                          backend=c.backend))
-            if mask_files is not None and frames == FrameRange() and reader.count:
-                mask_files.check_count(reader.count)
-            writer: VideoWriter | SequenceWriter
-            if is_sequence(output):
-                writer = SequenceWriter(output, resume)
-            elif isinstance(reader, VideoReader):
-                writer = VideoWriter(Path(output), reader, codec, crf, pix_fmt, audio, frames)
-            else:
-                raise OutputError(f"{output}: image-sequence input needs an image-sequence output pattern")
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot create the folder ({exc.strerror})") from None
+        output = out_dir / OUTPUT_NAME
+        click.echo(f"scam-run demo: {CLIP.name} ({CLIP.parent}) with the subject {SUBJECT.name}", err=True)
+        n = run_video(c, VideoJob(str(CLIP), SUBJECT, str(output), frame_range=f"0-{count - 1}" if count else None,
+                                  overwrite=overwrite, progress="none" if quiet else "bar"))
+        contact_sheet(CLIP, output, SUBJECT, sheet)
+        click.echo(f"scam-run demo: replaced {n} frames -> {output}; plate / result / subject -> {sheet}", err=True)
 
-            def labels_for(frame):
-                if mask_files is not None:
-                    path = mask_files.path(frame.index, frame.number)
-                    return check_labels(read_labels(path), len(replacer.bundle.labels), frame.image.shape[:2],
-                                        str(path), _warn)
-                return frame_parser(frame.image)
-
-            todo = (f for f in reader.frames(frames)
-                    if not (isinstance(writer, SequenceWriter) and writer.done(f.number)))
-            total = _count(reader, frames)
-            progress = Progress(total, "none" if quiet else progress_mode)
-            n = run_stream(replacer, subj, todo, labels_for, writer, progress, batch,
-                           ExtraOutputs(write_matte, write_labels, write_raw))
-        finally:
-            reader.close()
-        click.echo(f"written: {output} ({n} frames)", err=True)
-
-    _guard(action, c.debug)
+    _guard(action, kw["debug"])
 
 
-def _count(reader, frames: FrameRange) -> int | None:
-    """Frames the run will cover, for the progress bar (estimated where the container is silent)."""
-    count = reader.estimated_count
+def _numbers(reader: VideoReader | SequenceReader, frames: FrameRange) -> list[int]:
+    """The frame numbers the run covers; a range past the input's end is an error."""
+    if isinstance(reader, SequenceReader):
+        numbers = [number for number, _ in reader.files if number in frames]
+        if not numbers:
+            raise InputError(f"{reader.pattern}: no frame numbered in --frames {frames.describe()} "
+                             f"(the sequence has {reader.files[0][0]}..{reader.files[-1][0]})")
+        return numbers
+    count = reader.count or reader.estimated_count
     if not count:
-        return None
-    first = frames.first or 0
+        return []
+    if reader.count and frames.first is not None and frames.first >= count:
+        raise InputError(f"{reader.path}: --frames {frames.describe()} starts past the end "
+                         f"(the clip has {count} frames, 0..{count - 1})")
     last = count - 1 if frames.last is None else min(frames.last, count - 1)
-    if isinstance(reader, VideoReader):
-        return max(0, last - first + 1)
-    return sum(1 for number, _ in reader.files if number in frames)
+    return list(range(frames.first or 0, last + 1))
+
+
+def _check_graphs(bundle: Bundle) -> None:
+    """Both graphs load in ONNX Runtime (a file can match its hash and still not be ONNX)."""
+    from .backend import OnnxSession
+    for graph in (bundle.encoder, bundle.generator):
+        OnnxSession(bundle.file(graph.file), BackendOptions("cpu", threads=1))
 
 
 @main.command()
@@ -349,9 +474,10 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
                          "mediapipe": _version_of("mediapipe")}
     ok = True
     try:
-        path = _bundle_path(bundle)
-        b = Bundle.load(path)
-        report["bundle"] = {"path": str(path), "ok": True, "labels": list(b.labels),
+        b = Bundle.load(bundle)
+        _check_graphs(b)
+        report["bundle"] = {"path": str(b.path), "default": b.path == DEFAULT_BUNDLE, "ok": True,
+                            "labels": list(b.labels), "sha256": dict(b.manifest["files"]),
                             "resolution": f"{b.width}x{b.height}", "precision": b.precision,
                             "attention_path": b.attention_path,
                             "engines": [build.describe() for build in list_builds(b)]}

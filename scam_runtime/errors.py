@@ -7,6 +7,11 @@ class RuntimeFailure(Exception):
     exit_code = 1
 
 
+class UsageError(RuntimeFailure):
+    """A command that, as typed, would destroy data or cannot mean anything (click's own are 2 too)."""
+    exit_code = 2
+
+
 class InputError(RuntimeFailure):
     """Missing or unreadable input, or no video stream."""
     exit_code = 10

@@ -23,6 +23,8 @@ def read_labels(path: Path) -> np.ndarray:
             return np.asarray(im).astype(np.int32)
     except FileNotFoundError:
         raise LabelError(f"{path}: label map not found") from None
+    except Image.DecompressionBombError as exc:
+        raise LabelError(f"{path}: refused, too many pixels for a label map ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise LabelError(f"{path}: unreadable label map ({exc})") from None
 
@@ -39,6 +41,8 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: refused, too many pixels ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: unreadable image ({exc})") from None
 

@@ -20,19 +20,19 @@ import numpy as np
 from PIL import Image
 
 from .composite import composite_linear
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, UsageError
 from .exr import ExrPlate, load_openexr, plate_from_display, read_exr, write_exr
 from .labels import read_image
 from .replacer import Result
 
 CODECS = {"h264": "libx264", "h265": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
 DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "prores_ks": "yuv422p10le", "ffv1": "yuv420p"}
-_PATTERN = re.compile(r"%0?(\d*)d")
+SEQUENCE_PATTERN = re.compile(r"%0?(\d*)d")
 
 
 def is_sequence(spec: str | Path) -> bool:
     """`plate.%04d.png`-style printf patterns name image sequences."""
-    return bool(_PATTERN.search(str(spec)))
+    return bool(SEQUENCE_PATTERN.search(str(spec)))
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,17 @@ class FrameRange:
             return cls()
         m = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*|\s*(\d+)\s*", text)
         if not m:
-            raise ValueError(f"--frames must look like A-B, A- or -B, got {text!r}")
+            raise UsageError(f"--frames must look like A-B, A- or -B, got {text!r}")
         if m.group(3):
             return cls(int(m.group(3)), int(m.group(3)))
         first = int(m.group(1)) if m.group(1) else None
         last = int(m.group(2)) if m.group(2) else None
         if first is not None and last is not None and last < first:
-            raise ValueError(f"--frames {text}: the last frame comes before the first")
+            raise UsageError(f"--frames {text}: the last frame comes before the first")
         return cls(first, last)
+
+    def describe(self) -> str:
+        return f"{'' if self.first is None else self.first}-{'' if self.last is None else self.last}"
 
     def __contains__(self, number: int) -> bool:
         return (self.first is None or number >= self.first) and (self.last is None or number <= self.last)
@@ -92,6 +95,7 @@ class VideoReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.audio = list(self.container.streams.audio)
+        self.decoded = 0  # frames decoded so far: the clip's length once a run went past its end
 
     @property
     def count(self) -> int | None:
@@ -113,6 +117,7 @@ class VideoReader:
     def frames(self, frames: FrameRange) -> Iterator[Frame]:
         try:
             for index, vf in enumerate(self.container.decode(self.stream)):
+                self.decoded = index + 1
                 if frames.last is not None and index > frames.last:
                     break
                 if index in frames:
@@ -129,7 +134,7 @@ class SequenceReader:
 
     def __init__(self, pattern: str) -> None:
         path = Path(pattern)
-        m = _PATTERN.search(path.name)
+        m = SEQUENCE_PATTERN.search(path.name)
         if not m:
             raise InputError(f"{pattern}: not a sequence pattern")
         regex = re.compile(re.escape(path.name[:m.start()]) + r"(\d+)" + re.escape(path.name[m.end():]) + "$")
@@ -212,13 +217,39 @@ class SequenceWriter:
         pass  # written frames are complete files: --resume continues from them
 
 
+def _subsampled(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether `pix_fmt`'s chroma subsampling needs a size this frame does not have."""
+    components = av.VideoFormat(pix_fmt, 4, 4).components  # a subsampled plane is narrower than 4
+    horizontal = any(c.width < 4 for c in components)
+    vertical = any(c.height < 4 for c in components)
+    return (horizontal and width % 2 == 1) or (vertical and height % 2 == 1)
+
+
+def _pixel_format(codec: str, requested: str | None, source: str | None, width: int, height: int) -> str:
+    """The requested format if the codec takes it and the frame size fits it; else the
+    input's, else the codec's default, or a 4:4:4 one where an odd size rules those out."""
+    supported = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+    if requested is not None:
+        if requested not in supported:
+            raise UsageError(f"--pix-fmt {requested}: not a format {codec} writes; choose one of "
+                             f"{', '.join(supported)}")
+        if _subsampled(requested, width, height):
+            raise UsageError(f"--pix-fmt {requested}: halves the chroma, which a {width}x{height} frame cannot "
+                             f"have (odd size); pass a 4:4:4 format such as yuv444p, or --codec ffv1")
+        return requested
+    for candidate in (source, DEFAULT_PIX_FMT[codec], "yuv444p", "yuv444p10le", "gbrp"):
+        if candidate in supported and not _subsampled(candidate, width, height):
+            return candidate
+    raise UsageError(f"{codec} has no pixel format for a {width}x{height} frame; use --codec ffv1")
+
+
 class VideoWriter:
     """Encodes at the input's frame rate, time base and timestamps; copies audio packets."""
 
     def __init__(self, path: Path, source: VideoReader, codec: str = "h264", crf: int | None = 18,
                  pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange()) -> None:
         if codec not in CODECS:
-            raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+            raise UsageError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: output folder missing or not writable")
         self.path, self.source, self.frames = path, source, frames
@@ -231,9 +262,8 @@ class VideoWriter:
         name = CODECS[codec]
         self.stream = self.container.add_stream(name, rate=src.average_rate or Fraction(25))
         self.stream.width, self.stream.height = src.codec_context.width, src.codec_context.height
-        supported = {f.name for f in (av.codec.Codec(name, "w").video_formats or [])}
-        wanted = pix_fmt or (src.codec_context.pix_fmt if src.codec_context.pix_fmt in supported else None)
-        self.stream.pix_fmt = wanted or DEFAULT_PIX_FMT[name]
+        self.stream.pix_fmt = _pixel_format(name, pix_fmt, src.codec_context.pix_fmt,
+                                            self.stream.width, self.stream.height)
         self.stream.time_base = src.time_base
         self.stream.codec_context.time_base = src.time_base
         if crf is not None and name in ("libx264", "libx265"):

@@ -31,7 +31,7 @@ from PIL import Image
 
 from .backend import BackendOptions, OnnxSession
 from .colour import linear_to_srgb8
-from .errors import LabelError
+from .errors import BundleFailure, LabelError, UsageError
 from .geometry import Fit
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "parsers"
@@ -252,7 +252,10 @@ class OnnxParser(ProbabilityParser):
         self.lut = self._merge_table(meta_path, source, meta.get("merge"), labels)
         self.one_to_one = len(set(self.lut.tolist())) == len(self.lut)  # no labels merged: a copy suffices
         self.num_labels = len(labels)
-        self.session = OnnxSession(model, options.backend)
+        try:
+            self.session = OnnxSession(model, options.backend)
+        except BundleFailure as exc:  # a file that is not ONNX: a parser problem here, not a bundle one
+            raise LabelError(str(exc)) from None
         self.provider = self.session.provider
         self._frame_state: np.ndarray | None = None  # as a refiner: its smoothed probabilities, frame coordinates
         if self.crop is not None:
@@ -409,5 +412,5 @@ def get_parser(name: str, labels: tuple[str, ...], options: ParserOptions = Pars
     if name.startswith("onnx:"):
         return OnnxParser(Path(name[len("onnx:"):]), labels, options)
     if name not in PARSERS:
-        raise LabelError(f"unknown parser '{name}' (available: {', '.join(sorted(PARSERS))}, onnx:PATH)")
+        raise UsageError(f"--parser: unknown parser '{name}' (available: {', '.join(sorted(PARSERS))}, onnx:PATH)")
     return PARSERS[name](labels, options)

@@ -137,6 +137,9 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
         outbox.put(_END)
         writer_thread.join()
         writer_thread.check()
+        if written == 0:  # nothing to deliver: no empty file under the output name
+            writer.abort()
+            return 0
         writer.finish()
         return written
     except BaseException:

@@ -14,7 +14,7 @@ from .bundle import Bundle, BundleError
 from .colour import display_rgb
 from .composite import COMPOSITE_MODES, composite, composite_linear, person_matte
 from .engines import open_sessions
-from .errors import BundleFailure, InputError, LabelError, ProviderFailure
+from .errors import BundleFailure, InputError, LabelError, ProviderFailure, UsageError
 from .geometry import Fit
 from .labels import check_labels
 from .timing import StageTimes
@@ -37,11 +37,14 @@ class Subject:
     def load(cls, path: str | Path) -> "Subject":
         try:
             with np.load(path, allow_pickle=False) as data:
-                if str(data["format"]) != SUBJECT_FORMAT:
-                    raise InputError(f"{path}: not a scam subject file")
+                if not isinstance(data, np.lib.npyio.NpzFile) or str(data["format"]) != SUBJECT_FORMAT:
+                    raise InputError(f"{path}: not a scam subject file (make one with scam-run encode-subject)")
                 return cls(data["latents"], tuple(str(s) for s in data["present"]), str(data["encoder_sha256"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable subject file ({exc})") from None
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: not a scam subject file (make one with scam-run encode-subject; "
+                             f"{type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class ReplaceOptions:
 
     def __post_init__(self) -> None:
         if self.composite not in COMPOSITE_MODES:
-            raise ValueError(f"composite must be one of {', '.join(COMPOSITE_MODES)}")
+            raise UsageError(f"composite must be one of {', '.join(COMPOSITE_MODES)}, got {self.composite!r}")
         self.ema_alpha  # validates `temporal`
 
     @property
@@ -86,7 +89,7 @@ class ReplaceOptions:
                 alpha = -1.0
             if 0 < alpha <= 1:
                 return alpha
-        raise ValueError(f"temporal must be per-frame, first or ema=ALPHA with 0 < ALPHA <= 1, got {self.temporal!r}")
+        raise UsageError(f"--temporal must be per-frame, first or ema=ALPHA with 0 < ALPHA <= 1, got {self.temporal!r}")
 
 
 @dataclass
@@ -98,12 +101,12 @@ class _Temporal:
 class SubjectReplacer:
     """Replaces the person in frames by an encoded subject, keeping each frame's background.
 
-    Latent mixing: the frame's background latents, every other label's from the subject,
+    `bundle` defaults to the one shipped with scam. Latent mixing: the frame's background latents, every other label's from the subject,
     except labels in `options.keep`. Sessions are created once; an instance is safe to use
     from several threads (temporal state is updated under a lock, in call order).
     """
 
-    def __init__(self, bundle: Bundle | str | Path, options: ReplaceOptions = ReplaceOptions(),
+    def __init__(self, bundle: Bundle | str | Path | None = None, options: ReplaceOptions = ReplaceOptions(),
                  backend: BackendOptions = BackendOptions(),
                  warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=3)) -> None:
         try:
@@ -113,10 +116,13 @@ class SubjectReplacer:
             raise BundleFailure(str(exc)) from None
         except ProviderUnavailable as exc:
             raise ProviderFailure(str(exc)) from None
+        if self.bundle.labels[0] in options.keep:
+            raise UsageError(f"--keep {self.bundle.labels[0]}: the background always stays the frame's; --keep "
+                             f"takes {', '.join(self.bundle.labels[1:])}")
         unknown = set(options.keep) - set(self.bundle.labels[1:])
         if unknown:
-            raise LabelError(f"--keep: unknown label(s) {', '.join(sorted(unknown))}; the bundle's labels are "
-                             f"{', '.join(self.bundle.labels[1:])}")
+            raise UsageError(f"--keep: unknown label(s) {', '.join(sorted(unknown))}; the bundle's labels are "
+                             f"{', '.join(self.bundle.labels)}")
         self.options = options
         self._sources = {name: "frame" if i == 0 or name in options.keep else "subject"
                          for i, name in enumerate(self.bundle.labels)}

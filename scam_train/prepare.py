@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from scam_runtime.labels import read_image
 from scam_runtime.media import write_image_atomic
@@ -16,6 +17,14 @@ from scam_runtime.parsing import ParserOptions, get_parser
 from .data import IMAGE_EXTS
 from .errors import DataError
 from .schemes import load_scheme
+
+
+def _check_photo(photo: Path) -> None:
+    try:
+        with Image.open(photo) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{photo}: unreadable photo ({exc}); nothing was written") from None
 
 
 def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
@@ -30,6 +39,8 @@ def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
     dupes = {stem for stem, n in Counter(p.stem for p in photos).items() if n > 1}
     if dupes:
         raise DataError(f"{images}: several photos share the name {sorted(dupes)[0]} (labels are NAME.png)")
+    for photo in photos:  # every photo readable before anything is created
+        _check_photo(photo)
     labels = tuple(load_scheme("bfb3").labels)
     parser = get_parser(parser_name, labels, ParserOptions())
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -37,7 +48,7 @@ def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
     for photo in photos:
         target = out / "labels" / f"{photo.stem}.png"
         if not target.exists():
-            image = read_image(photo)  # validates before anything is written
+            image = read_image(photo)
             ids = parser(image).astype(np.uint8)
             copy = out / "images" / photo.name
             tmp = copy.with_name(f".{copy.name}.tmp")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 SCHEME_DIR = Path(__file__).resolve().parent / "schemes"
 MAX_LABEL_ID = 65535  # label maps are 8- or 16-bit
@@ -65,7 +65,7 @@ def load_scheme(name_or_path: str) -> LabelScheme:
     if not path.suffix:
         path = SCHEME_DIR / f"{name_or_path}.json"
         if not path.is_file():
-            raise DataError(f"unknown label scheme '{name_or_path}'; shipped ones: {', '.join(scheme_names())}, "
+            raise ConfigError(f"--scheme: unknown label scheme '{name_or_path}'; shipped ones: {', '.join(scheme_names())}, "
                             f"or give a path to a JSON file")
     try:
         data = json.loads(path.read_text())
