@@ -20,6 +20,7 @@ from scam_runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, sh
 
 from .graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx
 from .parity import ParityReport, check_parity
+from .weights import store_weights_fp16
 
 DEFAULT_OPSET = 18
 NORMALISATION = {
@@ -40,6 +41,7 @@ class ExportOptions:
     precision: str = "fp32"
     noise: str = "const"
     attention: str = "auto"    # dense | sparse | auto
+    weights: str = "fp32"      # storage of fp32 graphs' weights: fp32, or fp16 cast back to fp32 at load
 
 
 def choose_attention(config: ModelConfig, requested: str) -> str:
@@ -125,11 +127,13 @@ def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, op
         log(f"exporting {name} ({options.precision}, opset {options.opset}, attention {attention_path})...")
         target = folder / f"{name}.onnx"
         export_onnx(graph, example, target, options.opset, options.max_batch)
+        if options.weights == "fp16" and options.precision == "fp32":
+            log(f"storing {name} weights in fp16 ({store_weights_fp16(target)} tensors)")
         graphs[name] = {"file": target.name, **_graph_io(check_graph(target))}
     log("checking parity against the checkpoint in PyTorch...")
     generator.attention_path = "dense"  # the reference's form
     report = check_parity(folder / "encoder.onnx", folder / "generator.onnx", encoder, generator,
-                          options.precision)
+                          options.precision, options.weights)
     log(f"parity: latents max abs {report.encoder_latents_max_abs:.2e}, generator "
         f"{report.generator_psnr_db:.1f} dB, end to end {report.end_to_end_psnr_db:.1f} dB "
         f"(minimum {report.min_psnr_db:.0f} dB)")
@@ -154,6 +158,7 @@ def _manifest(ckpt: Path, folder: Path, config: ModelConfig, options: ExportOpti
         "normalisation": NORMALISATION,
         "noise": options.noise,
         "precision": options.precision,
+        "weights": options.weights if options.precision == "fp32" else options.precision,
         "attention_path": attention_path,
         "max_batch": options.max_batch,
         "opset": options.opset,

