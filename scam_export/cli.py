@@ -2,12 +2,12 @@
 `scam-export trt BUNDLE` to add TensorRT engines to an existing bundle."""
 from __future__ import annotations
 
-import sys
-import traceback
 from pathlib import Path
 from typing import Callable
 
 import click
+
+from scam_runtime.failure import Terminated, fail, sigterm_raises
 
 from . import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
 
@@ -17,10 +17,7 @@ def _log(msg: str) -> None:
 
 
 def _fail(message: str, code: int, debug: bool) -> None:
-    if debug:
-        traceback.print_exc()
-    click.echo(f"scam-export: error: {message}", err=True)
-    sys.exit(code)
+    fail("scam-export", message, code, debug)
 
 
 def _run(action: Callable[[], None], debug: bool) -> None:
@@ -31,7 +28,8 @@ def _run(action: Callable[[], None], debug: bool) -> None:
     from .bundle import ParityError
     from .trt import TensorRTUnavailable
     try:
-        action()
+        with sigterm_raises():
+            action()
     except TensorRTUnavailable as exc:
         _fail(f"TensorRT engines not built: {exc}", EXIT_TRT_UNAVAILABLE, debug)
     except (CheckpointError, BundleError) as exc:
@@ -42,6 +40,8 @@ def _run(action: Callable[[], None], debug: bool) -> None:
         _fail(f"cannot write the bundle: {exc}", EXIT_UNWRITABLE, debug)
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written under the output name", 130, debug)
+    except Terminated:
+        _fail("terminated (SIGTERM); nothing was written under the output name", 143, debug)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,6 +19,7 @@ from .backend import (
 from .bundle import DEFAULT_BUNDLE, Bundle, BundleError
 from .engines import current_device, list_builds, select_build
 from .errors import BundleFailure, InputError, OutputError, RuntimeFailure, UsageError
+from .failure import Terminated, fail, sigterm_raises
 from .geometry import FIT_MODES
 from .labels import MaskFiles, check_labels, read_labels
 from .media import (
@@ -55,32 +54,17 @@ class Common:
     debug: bool
 
 
-class Terminated(Exception):
-    """SIGTERM (what render-farm managers send): stop like Ctrl-C, exit 143."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def _guard(action: Callable[[], None], debug: bool) -> None:
     """One line and a distinct exit code for every failure a user can act on."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        action()
+        with sigterm_raises():
+            action()
     except Terminated:
-        click.echo("scam-run: terminated (SIGTERM); no partial file was left under the output name", err=True)
-        sys.exit(143)
+        fail("scam-run", "terminated (SIGTERM); no partial file was left under the output name", 143, debug)
     except RuntimeFailure as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"scam-run: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail("scam-run", str(exc), exc.exit_code, debug)
     except KeyboardInterrupt:
-        click.echo("scam-run: interrupted; no partial file was left under the output name", err=True)
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        fail("scam-run", "interrupted; no partial file was left under the output name", 130, debug)
 
 
 def common_options(f):

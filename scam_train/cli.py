@@ -7,7 +7,6 @@ options given on the command line; the effective config is saved as `RUN/config.
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,20 +14,18 @@ from typing import Any
 
 import click
 
-_ERR = "scam-train: error:"
+from scam_runtime.failure import fail
+
 
 
 def _fail(message: str, code: int, debug: bool) -> None:
-    if debug:
-        traceback.print_exc()
-    click.echo(f"{_ERR} {message}", err=True)
-    sys.exit(code)
+    fail("scam-train", message, code, debug)
 
 
 def _run(action: Callable[[], None], debug: bool) -> None:
     """One line and a distinct exit code per failure a user can act on."""
     from models import CheckpointError
-    from scam_runtime.errors import RuntimeFailure
+    from scam_runtime.errors import OutputError, RuntimeFailure, UsageError
 
     from .errors import TrainFailure
     from .trainer import Interrupted
@@ -41,8 +38,8 @@ def _run(action: Callable[[], None], debug: bool) -> None:
         _fail(str(exc), exc.exit_code, debug)
     except CheckpointError as exc:
         _fail(str(exc), 4, debug)
-    except RuntimeFailure as exc:  # e.g. a sample grid that cannot be written
-        _fail(str(exc), 5, debug)
+    except RuntimeFailure as exc:  # the runtime's parsers and writers, in scam-train's codes
+        _fail(str(exc), {UsageError: 2, OutputError: 5}.get(type(exc), 3), debug)
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 5, debug)
 

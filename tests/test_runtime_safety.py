@@ -169,3 +169,70 @@ def test_fit_refuses_to_replace_an_earlier_run(tmp_path):
     assert (run_dir / "last.pt").read_bytes() == b"earlier"
     result = CliRunner().invoke(train, ["fit", "--out", str(tmp_path / "norun"), "--resume"])
     assert result.exit_code == 2 and "no run to resume" in result.stderr
+
+
+def _bomb(path):
+    """A PNG that declares 14000×14000 pixels (Pillow refuses it as a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 14000, 14000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("extra, code, message", [
+    (["--temporal", "ema=7"], 2, "--temporal must be per-frame, first or ema=ALPHA"),
+    (["--keep", "hair"], 2, "--keep: unknown label(s) hair"),
+    (["--keep", "background"], 2, "--keep background: the background always stays the frame's"),
+    (["--frames", "5-2"], 2, "the last frame comes before the first"),
+    (["--pix-fmt", "pal8", "--codec", "h264"], 2, "--pix-fmt pal8: not a format libx264 writes"),
+    (["--subject", "{tmp}/text.npz"], 10, "text.npz: not a scam subject file"),
+    (["--subject", "{tmp}/bomb.png"], 10, "bomb.png: refused, too many pixels"),
+    (["--subject-mask", "{tmp}/bomb.png"], 11, "bomb.png: refused, too many pixels for a label map"),
+])
+def test_documented_exit_codes_of_scam_run_video(small_bundle, plate, tmp_path, extra, code, message):
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    _bomb(tmp_path / "bomb.png")
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    result = video(small_bundle, plate, "-o", out, *[e.format(tmp=tmp_path) for e in extra])
+    assert result.exit_code == code, result.stderr
+    assert message in error_line(result)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_parser_choice_is_a_usage_error(small_bundle, plate, tmp_path):
+    result = run("image", "--bundle", small_bundle, "--subject", plate / "actor.png", plate / "actor.png",
+                 "--parser", "sam2", "-o", tmp_path / "o.png")
+    assert result.exit_code == 2 and "--parser: unknown parser 'sam2'" in error_line(result)
+
+
+def test_odd_sized_plate_to_h264_gets_a_format_that_fits(small_bundle, plate, tmp_path):
+    import av
+    source = tmp_path / "odd.mkv"
+    make_video(source, n=2, size=(97, 129), audio=False)
+    result = run("video", "--bundle", small_bundle, "--subject", plate / "actor.png", "--subject-mask",
+                 plate / "actor_mask.png", source, "-o", tmp_path / "odd.mp4", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        stream = c.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (129, 97)
+        assert stream.codec_context.pix_fmt == "yuv444p"
+
+
+def test_scam_train_codes(tmp_path):
+    from scam_train.cli import main as train
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photos / "a.png")
+    (photos / "b.jpg").write_text("not a photo")
+    result = CliRunner().invoke(train, ["prepare", "--images", str(photos), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 3 and "b.jpg: unreadable photo" in result.stderr
+    assert not (tmp_path / "ds").exists()
+    result = CliRunner().invoke(train, ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                                        "--scheme", "nope", "--perceptual-weight", "0"])
+    assert result.exit_code == 2 and "--scheme: unknown label scheme 'nope'" in result.stderr
