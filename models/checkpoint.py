@@ -20,6 +20,8 @@ from .generator import SCAMGenerator
 FORMAT = "scam-checkpoint"
 FORMAT_VERSION = 1
 _RESERVED = {"format", "format_version", "config", "encoder", "generator"}
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default_model.pt"
+"""The shipped default model (EMA weights, fp16 storage): `scam-export --ckpt` and `fit --init` take it."""
 
 
 class CheckpointError(ValueError):
@@ -61,9 +63,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused an object: never retried unsafely
-        raise CheckpointError(f"{path}: refused: the file holds Python objects besides tensors and plain data "
-                              f"(not a SCAM checkpoint; loading it could run code)") from exc
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # an object was refused: never retried unsafely
+            raise CheckpointError(f"{path}: refused: the file holds Python objects besides tensors and plain "
+                                  f"data (not a SCAM checkpoint; loading it could run code)") from exc
+        raise CheckpointError(f"{path}: not a readable SCAM checkpoint (truncated or foreign file: "
+                              f"{str(exc).strip().splitlines()[0][:200]})") from exc
     except Exception as exc:  # torch raises many types for truncated/foreign files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable SCAM checkpoint "

@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from .errors import LabelError
+from .errors import LabelError, UsageError
 from .geometry import Fit
 from .parsing import ParserOptions, ProbabilityParser, builtin_refiners
 
@@ -30,7 +30,7 @@ class MediapipeParser(ProbabilityParser):
         try:
             import mediapipe as mp
         except ImportError:
-            raise LabelError("parser 'mediapipe' needs the mediapipe extra: pip install 'scam[mediapipe]' "
+            raise UsageError("--parser mediapipe needs the mediapipe extra: pip install 'scam[mediapipe]' "
                              "(mediapipe==0.10.14)") from None
         missing = [n for n in ("background", "face", "body") if n not in labels]
         if missing:

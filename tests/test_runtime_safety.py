@@ -236,3 +236,16 @@ def test_scam_train_codes(tmp_path):
     result = CliRunner().invoke(train, ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
                                         "--scheme", "nope", "--perceptual-weight", "0"])
     assert result.exit_code == 2 and "--scheme: unknown label scheme 'nope'" in result.stderr
+
+
+def test_label_maps_of_another_size_warn_once_and_are_counted(small_bundle, plate, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    for i in range(N):
+        Image.fromarray(person_labels(48, 64, shift=i // 2)).save(small / f"{i:04d}.png")
+    result = video(small_bundle, plate, "-o", tmp_path / "o.mkv", masks=small)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line and "label map" in line]
+    assert len(warnings) == 2, warnings
+    assert "once per run" in warnings[0]
+    assert warnings[1] == f"scam-run: warning: {N} of {N} label maps were not their frame's size and were resized (nearest)"
