@@ -48,7 +48,7 @@ def _warn(message: str) -> None:
 
 @dataclass(frozen=True)
 class Common:
-    bundle: Path
+    bundle: Path | None   # None: the shipped default
     backend: BackendOptions
     options: ReplaceOptions
     debug: bool

@@ -9,12 +9,12 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .backend import BackendOptions, ProviderUnavailable
+from .backend import BackendOptions
 from .bundle import Bundle, BundleError
 from .colour import display_rgb
 from .composite import COMPOSITE_MODES, composite, composite_linear, person_matte
 from .engines import open_sessions
-from .errors import BundleFailure, InputError, LabelError, ProviderFailure, UsageError
+from .errors import BundleFailure, InputError, LabelError, UsageError
 from .geometry import Fit
 from .labels import check_labels
 from .timing import StageTimes
@@ -35,16 +35,22 @@ class Subject:
 
     @classmethod
     def load(cls, path: str | Path) -> "Subject":
+        hint = "not a scam subject file (make one with scam-run encode-subject"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                if not isinstance(data, np.lib.npyio.NpzFile) or str(data["format"]) != SUBJECT_FORMAT:
-                    raise InputError(f"{path}: not a scam subject file (make one with scam-run encode-subject)")
-                return cls(data["latents"], tuple(str(s) for s in data["present"]), str(data["encoder_sha256"]))
+            data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
-        except (OSError, KeyError, ValueError, EOFError) as exc:
-            raise InputError(f"{path}: not a scam subject file (make one with scam-run encode-subject; "
-                             f"{type(exc).__name__})") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: {hint}; {type(exc).__name__})") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise InputError(f"{path}: {hint}; a single array)")
+        with data:
+            try:
+                if str(data["format"]) != SUBJECT_FORMAT:
+                    raise InputError(f"{path}: {hint})")
+                return cls(data["latents"], tuple(str(s) for s in data["present"]), str(data["encoder_sha256"]))
+            except (KeyError, ValueError) as exc:
+                raise InputError(f"{path}: {hint}; {type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,10 @@ class _Temporal:
 class SubjectReplacer:
     """Replaces the person in frames by an encoded subject, keeping each frame's background.
 
-    `bundle` defaults to the one shipped with scam. Latent mixing: the frame's background latents, every other label's from the subject,
-    except labels in `options.keep`. Sessions are created once; an instance is safe to use
-    from several threads (temporal state is updated under a lock, in call order).
+    `bundle` defaults to the one shipped with scam. Latent mixing: the frame's background
+    latents, every other label's from the subject, except labels in `options.keep`.
+    Sessions are created once; an instance is safe to use from several threads (temporal
+    state is updated under a lock, in call order).
     """
 
     def __init__(self, bundle: Bundle | str | Path | None = None, options: ReplaceOptions = ReplaceOptions(),
@@ -114,8 +121,6 @@ class SubjectReplacer:
             self.encoder, self.generator = open_sessions(self.bundle, backend, warn)
         except BundleError as exc:
             raise BundleFailure(str(exc)) from None
-        except ProviderUnavailable as exc:
-            raise ProviderFailure(str(exc)) from None
         if self.bundle.labels[0] in options.keep:
             raise UsageError(f"--keep {self.bundle.labels[0]}: the background always stays the frame's; --keep "
                              f"takes {', '.join(self.bundle.labels[1:])}")
