@@ -1,6 +1,6 @@
-"""`scam-train fit | evaluate | sample`.
+"""`scam-train fit | evaluate | sample | slim | parser-fit | parser-eval | prepare`.
 
-Settings come from the TrainConfig defaults, then `--config FILE` (YAML or JSON), then the
+`fit` settings come from the TrainConfig defaults, then `--config FILE` (YAML or JSON), then the
 options given on the command line; the effective config is saved as `RUN/config.json`.
 `fit --out RUN --resume` alone continues a run with its saved config.
 """
@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from scam_runtime.failure import fail
-
 
 
 def _fail(message: str, code: int, debug: bool) -> None:
@@ -62,8 +61,8 @@ def _model_override(values: tuple[str, ...]) -> dict[str, Any]:
 _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not given"
     "data": "data", "out": "out", "scheme": "scheme", "labels_dir": "labels_dir", "split": "split", "fit": "fit",
     "preset": "preset", "height": "height", "width": "width", "max_steps": "max_steps",
-    "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual_weight": "perceptual_weight", "perceptual": "perceptual",
-    "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
+    "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual": "perceptual",
+    "perceptual_weight": "perceptual_weight", "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
     "inception_weights": "inception_weights", "ema": "ema_decay",
     "precision": "precision", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
     "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",

@@ -36,10 +36,10 @@ from scam_runtime.media import write_image_atomic
 from .config import TrainConfig
 from .data import Augment, PairDataset, check_pairs, find_pairs
 from .errors import ConfigError
+from .inception import InceptionPerceptual
 from .losses import feature_matching, hinge_d, hinge_g, l1
 from .runlog import Progress, RunLog, write_json_atomic
 from .schemes import load_scheme
-from .inception import InceptionPerceptual
 from .vgg import VGGPerceptual
 from .visual import sample_grid
 
