@@ -35,11 +35,14 @@ from .media import (
     write_image_atomic,
     write_result,
 )
-from .outputs import default_output, guard_file, guard_sequence
+from .outputs import default_output, guard_file, guard_sequence, write_text_atomic
 from .parsing import BUILTIN_MODEL, Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
 from .progress import PROGRESS_MODES, Progress
 from .replacer import ReplaceOptions, Subject, SubjectReplacer
+
+
+OPENJD_TEMPLATE = Path(__file__).resolve().parent / "farm" / "openjd.yaml"
 
 
 def _warn(message: str) -> None:
@@ -405,6 +408,56 @@ def demo(out_dir, count, overwrite, quiet, **kw) -> None:
         click.echo(f"scam-run demo: replaced {n} frames -> {output}; plate / result / subject -> {sheet}", err=True)
 
     _guard(action, kw["debug"])
+
+
+@main.command()
+@click.argument("sequence")
+@click.option("--like", "plate", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the plate whose frame rate, timestamps and audio the movie takes")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="movie file")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+@click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="h264/h265 quality")
+@click.option("--pix-fmt", help="output pixel format [default: the plate's when the codec allows]")
+@click.option("--audio", type=click.Choice(["copy", "none"]), default="copy", show_default=True)
+@click.option("--debug", is_flag=True, help="show tracebacks")
+def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, audio, debug) -> None:
+    """Encode SEQUENCE (frame.%06d.png, frame N = the plate's frame N) with the plate's timing and audio."""
+    from .assemble import assemble_sequence
+
+    def action() -> None:
+        if not is_sequence(sequence):
+            raise UsageError(f"{sequence}: not an image-sequence pattern such as frames/frame.%06d.png")
+        inputs = [plate] + [path for _, path in SequenceReader(sequence).files]
+        guard_file(output, inputs, overwrite)
+        n = assemble_sequence(sequence, plate, output, codec, crf, pix_fmt, audio)
+        click.echo(f"written: {output} ({n} frames)", err=True)
+
+    _guard(action, debug)
+
+
+@main.group()
+def farm() -> None:
+    """Job templates for render farms."""
+
+
+@farm.command("openjd")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="folder for template.yaml (a Deadline Cloud job bundle, or `openjd run DIR/template.yaml`)")
+@click.option("--overwrite", is_flag=True, help="replace an existing template.yaml")
+def farm_openjd(out_dir: Path, overwrite: bool) -> None:
+    """Write the Open Job Description template: encode subject, replace in chunks, assemble."""
+    def action() -> None:
+        target = out_dir / "template.yaml"
+        guard_file(target, [], overwrite)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(target, OPENJD_TEMPLATE.read_text())
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+        click.echo(f"written: {target}", err=True)
+
+    _guard(action, False)
 
 
 def _numbers(reader: VideoReader | SequenceReader, frames: FrameRange) -> list[int]:

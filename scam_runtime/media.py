@@ -37,7 +37,8 @@ def is_sequence(spec: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class FrameRange:
-    """Inclusive frame numbers `A-B` (`A-` to the end, `-B` from the start)."""
+    """Inclusive frame numbers `A-B` (`A-` to the end, `-B` from the start), or `A+N`: the
+    N frames from A (what a farm chunk of fixed size names without arithmetic)."""
     first: int | None = None
     last: int | None = None
 
@@ -45,9 +46,14 @@ class FrameRange:
     def parse(cls, text: str | None) -> "FrameRange":
         if not text:
             return cls()
+        chunk = re.fullmatch(r"\s*(\d+)\s*\+\s*(\d+)\s*", text)
+        if chunk:
+            if int(chunk.group(2)) < 1:
+                raise UsageError(f"--frames {text}: a chunk needs at least one frame")
+            return cls(int(chunk.group(1)), int(chunk.group(1)) + int(chunk.group(2)) - 1)
         m = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*|\s*(\d+)\s*", text)
         if not m:
-            raise UsageError(f"--frames must look like A-B, A- or -B, got {text!r}")
+            raise UsageError(f"--frames must look like A-B, A-, -B or A+N, got {text!r}")
         if m.group(3):
             return cls(int(m.group(3)), int(m.group(3)))
         first = int(m.group(1)) if m.group(1) else None
@@ -281,7 +287,11 @@ class VideoWriter:
         self.last_pts: int | None = None
 
     def write(self, frame: Frame, result: Result) -> None:
-        vf = av.VideoFrame.from_ndarray(result.composite, format="rgb24").reformat(format=self.stream.pix_fmt)
+        self.write_image(frame, result.composite)
+
+    def write_image(self, frame: Frame, rgb: np.ndarray) -> None:
+        """An 8-bit RGB picture at `frame`'s timestamp."""
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self.stream.pix_fmt)
         vf.pts, vf.time_base = frame.pts, self.stream.time_base
         if self.first_pts is None:
             self.first_pts = frame.pts
