@@ -84,8 +84,8 @@ class ModelConfig:
     def preset(cls, name: str, labels: Sequence[str], height: int = 256, width: int = 256,
                **overrides: Any) -> "ModelConfig":
         """`paper`: the spec's values. `small`: half the latent width (128), three quarters
-        of the generator's channels (nf 48), half the discriminator's; the largest variant
-        measured to train at ≥ 1 image/s at 256×170 on a 2-core CPU (bench/train_step.py)."""
+        of the generator's channels (nf 48), half the discriminator's (its training speed:
+        `python bench/train.py`, README)."""
         if name == "paper":
             values: dict[str, Any] = {}
         elif name == "small":

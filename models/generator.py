@@ -39,7 +39,6 @@ class SCAMOperation(nn.Module):
         d, a, h, m = config.latent_dim, config.attn_dim, config.heads, config.num_latents
         self.duplex = duplex
         self.group = config.latents_per_label
-        self.attention_path = "dense"
         if duplex:
             self.latent_update = SATBlock(d, m, channels, a, h)
         else:

@@ -73,8 +73,7 @@ class OnnxSession:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         # Encoder and generator alternate, beside decode/encode threads: a pool that
-        # spin-waits after its run steals the cores the next one needs (measured on 2
-        # cores: 235 -> 176 ms per encoder + generator pair with spinning off).
+        # spin-waits after its run steals the cores the next one needs (README, runtime).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if options.threads:
             so.intra_op_num_threads = options.threads

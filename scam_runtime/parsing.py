@@ -404,6 +404,9 @@ PARSERS: dict[str, Callable[[tuple[str, ...], ParserOptions], Parser]] = {
 
 
 def register_parser(name: str, factory: Callable[[tuple[str, ...], ParserOptions], Parser]) -> None:
+    """Plug in a studio's own parser: `factory(labels, options)` returns a `Parser` (any
+    object whose `__call__(rgb_frame)` gives an H×W map of the bundle's label ids); it is
+    then a `--parser NAME` choice for everything in this process that calls `get_parser`."""
     PARSERS[name] = factory
 
 

@@ -249,3 +249,26 @@ def test_label_maps_of_another_size_warn_once_and_are_counted(small_bundle, plat
     assert len(warnings) == 2, warnings
     assert "once per run" in warnings[0]
     assert warnings[1] == f"scam-run: warning: {N} of {N} label maps were not their frame's size and were resized (nearest)"
+
+
+def test_a_registered_parser_is_a_parser_choice(small_bundle, plate, tmp_path):
+    """How a studio plugs its own parser in: register_parser, then --parser NAME."""
+    from scam_runtime import parsing
+
+    class Box:
+        def __init__(self, labels, options):
+            self.labels = labels
+
+        def __call__(self, image):
+            return person_labels(*image.shape[:2]).astype(np.int32)
+
+    parsing.register_parser("studio-box", Box)
+    try:
+        result = run("image", "--bundle", small_bundle, "--subject", plate / "actor.png", plate / "actor.png",
+                     "--parser", "studio-box", "-o", tmp_path / "o.png", "--write-matte", tmp_path / "m.png")
+        assert result.exit_code == 0, result.stderr
+        assert "label maps from the studio-box parser" in result.stderr
+        matte = np.asarray(Image.open(tmp_path / "m.png"))
+        assert matte[100, 60] == 255 and matte[5, 5] == 0  # the box is the person
+    finally:
+        del parsing.PARSERS["studio-box"]
