@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 from scam_runtime.colour import SRGB8_TO_LINEAR
-from scam_runtime.errors import LabelError
+from scam_runtime.errors import LabelError, UsageError
 from scam_runtime.labels import read_image
 from scam_runtime.parsing import (
     CropSpec,
@@ -185,7 +185,7 @@ def test_onnx_parser_description_errors(tmp_path):
         get_parser(f"onnx:{model}", LABELS)
     with pytest.raises(LabelError, match="nothing.onnx: parser model not found"):
         get_parser(f"onnx:{tmp_path / 'nothing.onnx'}", LABELS)
-    with pytest.raises(LabelError, match="unknown parser 'magic'"):
+    with pytest.raises(UsageError, match="unknown parser 'magic'"):
         get_parser("magic", LABELS)
 
 
@@ -241,7 +241,7 @@ def test_mediapipe_parser_on_people_photos(shared):
 
 def test_mediapipe_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as when not installed
-    with pytest.raises(LabelError, match=r"pip install 'scam\[mediapipe\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'scam\[mediapipe\]'"):
         get_parser("mediapipe", LABELS)
 
 

@@ -9,7 +9,7 @@ from conftest import person_labels
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
 from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
 from scam_runtime.composite import composite, person_matte
-from scam_runtime.errors import InputError, LabelError, ProviderFailure
+from scam_runtime.errors import InputError, LabelError, ProviderFailure, UsageError
 from scam_runtime.geometry import Fit
 from scam_runtime.replacer import ReplaceOptions, Subject, SubjectReplacer
 
@@ -137,8 +137,10 @@ def test_mixing_sources_keep_and_missing_label_warning(small_bundle, subject):
     keeper.process(rgb(96, 128), person_labels(96, 128), no_face)
     keeper.process(rgb(96, 128), person_labels(96, 128), no_face)
     assert len(messages) == 1 and "shows no 'face'" in messages[0]
-    with pytest.raises(LabelError, match="unknown label"):
+    with pytest.raises(UsageError, match="unknown label"):
         SubjectReplacer(small_bundle, ReplaceOptions(keep=("hat",)))
+    with pytest.raises(UsageError, match="the background always stays the frame's"):
+        SubjectReplacer(small_bundle, ReplaceOptions(keep=("background",)))
 
 
 def test_temporal_modes(small_bundle, subject):
@@ -149,7 +151,7 @@ def test_temporal_modes(small_bundle, subject):
     a = [per_frame.process(f, labels, subject).generated for f in frames]
     b = [first.process(f, labels, subject).generated for f in frames]
     assert np.array_equal(a[0], b[0]) and not np.array_equal(a[2], b[2])
-    with pytest.raises(ValueError, match="temporal"):
+    with pytest.raises(UsageError, match="temporal"):
         ReplaceOptions(temporal="ema=2")
     assert ReplaceOptions(temporal="ema=0.25").ema_alpha == 0.25
 
@@ -159,7 +161,7 @@ def test_subject_file_round_trip(replacer, subject, tmp_path):
     loaded = Subject.load(tmp_path / "s.npz")
     assert np.array_equal(loaded.latents, subject.latents) and loaded.present == subject.present
     (tmp_path / "bad.npz").write_bytes(b"nope")
-    with pytest.raises(InputError, match="bad.npz: unreadable subject file"):
+    with pytest.raises(InputError, match="bad.npz: not a scam subject file"):
         Subject.load(tmp_path / "bad.npz")
     other = Subject(subject.latents, subject.present, "0" * 64)
     with pytest.raises(InputError, match="another bundle"):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from scam_train.data import Augment, PairDataset, check_pairs, find_pairs
-from scam_train.errors import DataError
+from scam_train.errors import ConfigError, DataError
 from scam_train.schemes import load_scheme, parse_scheme, scheme_names
 
 
@@ -38,7 +38,7 @@ def test_identity_reads_its_count_off_the_data_and_fixed_schemes_reject_extra_id
 
 
 def test_scheme_file_errors(tmp_path):
-    with pytest.raises(DataError, match="unknown label scheme 'nope'"):
+    with pytest.raises(ConfigError, match="unknown label scheme 'nope'"):
         load_scheme("nope")
     with pytest.raises(DataError, match="merge target 'hands' is not one of the labels"):
         parse_scheme({"labels": ["bg", "fg"], "source_labels": ["a", "b"], "merge": {"hands": ["a"]}}, "t")
