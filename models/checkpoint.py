@@ -64,11 +64,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):  # an object was refused: never retried unsafely
+        if "GLOBAL" in str(exc):  # weights_only refused a Python object: never retried unsafely
             raise CheckpointError(f"{path}: refused: the file holds Python objects besides tensors and plain "
                                   f"data (not a SCAM checkpoint; loading it could run code)") from exc
         raise CheckpointError(f"{path}: not a readable SCAM checkpoint (truncated or foreign file: "
-                              f"{str(exc).strip().splitlines()[0][:200]})") from exc
+                              f"not a torch pickle)") from exc
     except Exception as exc:  # torch raises many types for truncated/foreign files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable SCAM checkpoint "

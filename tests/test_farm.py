@@ -26,7 +26,7 @@ def _plate_from_demo(path: Path, n: int) -> None:
     from scam_runtime.demo import CLIP
     with av.open(str(CLIP)) as src, av.open(str(path), "w") as out:
         v = out.add_stream("ffv1", rate=30)
-        v.width, v.height, v.pix_fmt = 288, 288, "bgr0"
+        v.width, v.height, v.pix_fmt = 256, 384, "bgr0"
         a = out.add_stream("aac", rate=16000)
         a.layout = "mono"
         for i, frame in enumerate(src.decode(video=0)):
@@ -136,7 +136,7 @@ def test_killed_chunk_rerun_changes_nothing(small_bundle, shot, tmp_path):
 def test_assemble_needs_every_frame(shot, tmp_path):
     for i in range(N):
         if i != 4:
-            Image.fromarray(np.full((288, 288, 3), i * 10, np.uint8)).save(tmp_path / f"f.{i:04d}.png")
+            Image.fromarray(np.full((384, 256, 3), i * 10, np.uint8)).save(tmp_path / f"f.{i:04d}.png")
     result = run("assemble", tmp_path / "f.%04d.png", "--like", shot / "plate.mkv", "-o", tmp_path / "o.mkv")
     assert result.exit_code == 10 and "frame 4 is missing" in result.stderr
     assert not (tmp_path / "o.mkv").exists()
@@ -145,5 +145,5 @@ def test_assemble_needs_every_frame(shot, tmp_path):
                  "--codec", "ffv1", "--pix-fmt", "bgr0")
     assert result.exit_code == 0, result.stderr
     got, _, _ = frames_of(tmp_path / "o.mkv")
-    assert len(got) == N and np.array_equal(got[7][1], np.full((288, 288, 3), 70, np.uint8))
+    assert len(got) == N and np.array_equal(got[7][1], np.full((384, 256, 3), 70, np.uint8))
     assert audio_packets(tmp_path / "o.mkv") == audio_packets(shot / "plate.mkv")
