@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from .errors import WeightsError
+from .perceptual import TappedLoss
 
 # layer names of the TorchScript network (`net.layers`), in order; the loss reads the TAPS
 _LAYERS = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1",
@@ -34,8 +33,10 @@ def bundled_inception() -> Path:
     return Path(spec.origin).parent / "default_1.pt"
 
 
-class InceptionPerceptual(nn.Module):
+class InceptionPerceptual(TappedLoss):
     """Σ wᵢ·L1(φᵢ(fake), φᵢ(real)) over four InceptionV3 maps, images in [-1, 1]; frozen."""
+
+    tap_weights = TAP_WEIGHTS
 
     def __init__(self, weights: str | os.PathLike | None = None) -> None:
         super().__init__()
@@ -52,9 +53,6 @@ class InceptionPerceptual(nn.Module):
         self.net = net
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> InceptionPerceptual:
-        return super().train(False)  # frozen: its batch norms keep their statistics
-
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         low, high = _INPUT_RANGE
         x = (x + 1) / 2 * (high - low) + low
@@ -64,8 +62,3 @@ class InceptionPerceptual(nn.Module):
             if name in TAPS:
                 out.append(x)
         return out
-
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            real_taps = self._taps(real)
-        return sum(w * F.l1_loss(f, r) for w, f, r in zip(TAP_WEIGHTS, self._taps(fake), real_taps))

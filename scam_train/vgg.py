@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import WeightsError
+from .perceptual import TappedLoss
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
@@ -60,8 +60,10 @@ def load_vgg19_state(weights: str | os.PathLike | None) -> dict[str, torch.Tenso
     return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
 
 
-class VGGPerceptual(nn.Module):
+class VGGPerceptual(TappedLoss):
     """Σ wᵢ·L1(φᵢ(fake), φᵢ(real)) over the five taps, on images in [-1, 1]; frozen."""
+
+    tap_weights = TAP_WEIGHTS
 
     def __init__(self, weights: str | os.PathLike | None = None) -> None:
         super().__init__()
@@ -76,9 +78,6 @@ class VGGPerceptual(nn.Module):
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> VGGPerceptual:
-        return super().train(False)  # always eval: frozen, no dropout/bn anyway
-
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = ((x + 1) / 2 - self.mean) / self.std
         out = []
@@ -87,8 +86,3 @@ class VGGPerceptual(nn.Module):
             if i in TAPS:
                 out.append(x)
         return out
-
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            real_taps = self._taps(real)
-        return sum(w * F.l1_loss(f, r) for w, f, r in zip(TAP_WEIGHTS, self._taps(fake), real_taps))
