@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from scam_runtime.backend import BackendOptions  # noqa: E402
 from scam_runtime.errors import LabelError  # noqa: E402
 from scam_runtime.labels import read_image  # noqa: E402
-from scam_runtime.parsing import OnnxParser, ParserOptions, get_parser  # noqa: E402
+from scam_runtime.parsers import OnnxParser, ParserOptions, get_parser  # noqa: E402
 
 LABELS = ("background", "face", "body")
 

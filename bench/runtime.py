@@ -29,19 +29,16 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import make_checkpoint, person_labels  # noqa: E402
-
 from models import load_checkpoint, one_hot  # noqa: E402
+from models.synthetic import person_labels, random_checkpoint  # noqa: E402
 from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
 from scam_export.trt import build_engines  # noqa: E402
 from scam_runtime.backend import PROVIDER_CHOICES, BackendOptions  # noqa: E402
 from scam_runtime.geometry import Fit  # noqa: E402
+from scam_runtime.jobs import VideoOptions, replace_video  # noqa: E402
 from scam_runtime.labels import MaskFiles, read_labels  # noqa: E402
-from scam_runtime.media import FrameRange, VideoReader, VideoWriter  # noqa: E402
-from scam_runtime.pipeline import run_stream  # noqa: E402
-from scam_runtime.parsing import ParserOptions, get_parser  # noqa: E402
-from scam_runtime.progress import Progress  # noqa: E402
+from scam_runtime.media import FrameRange, VideoReader  # noqa: E402
+from scam_runtime.parsers import ParserOptions, get_parser  # noqa: E402
 from scam_runtime.replacer import SubjectReplacer  # noqa: E402
 
 STAGES = ("decode", "labels", "prepare", "encode", "mix", "generate", "composite", "write")
@@ -83,7 +80,7 @@ def main() -> None:
     masks = write_label_maps(args.video, frames, tmp / "masks", args.threads)
     rows = []
     for preset in args.presets:
-        ckpt = make_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
+        ckpt = random_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
         bundle = tmp / f"{preset}.bundle"
         export_bundle(ckpt, bundle, ExportOptions(precision=args.precision, max_batch=max(8, args.batch)),
                       log=lambda m: None)
@@ -94,13 +91,11 @@ def main() -> None:
         rng = np.random.default_rng(0)
         subject = replacer.encode_subject(rng.integers(0, 256, (256, 170, 3), dtype=np.uint8), person_labels(256, 170))
         replacer.times.seconds.clear()
-        reader = VideoReader(args.video)
-        writer = VideoWriter(tmp / f"{preset}.mp4", reader, "h264", 18, None, "none", frames)
         start = time.perf_counter()
-        n = run_stream(replacer, subject, reader.frames(frames), lambda f: read_labels(masks.path(f.index, f.number)),
-                       writer, Progress(args.frames, "none"), args.batch)
+        n = replace_video(args.video, subject, tmp / f"{preset}.mp4", replacer=replacer, progress="none",
+                          options=VideoOptions(masks=masks.spec, frames=f"0-{args.frames - 1}", batch=args.batch,
+                                               audio="none")).frames
         wall = time.perf_counter() - start
-        reader.close()
         stages = dict(replacer.times.seconds)
 
         # pure inference and eager on the same model inputs

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from scam_runtime.atomic import atomic_path
 
 from .config import ModelConfig
 from .encoder import SATEncoder
@@ -40,19 +41,11 @@ def save_checkpoint(path: str | os.PathLike, config: ModelConfig, encoder: SATEn
 
 
 def write_payload(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """`torch.save` to a temporary file beside `path`, synced, then renamed into place."""
+    """`torch.save`, synced, under the final name only once complete (`scam_runtime.atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, sync=True) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -16,13 +13,14 @@ import onnxruntime
 import torch
 
 from models import ModelConfig, latent_layout, load_checkpoint, one_hot
+from scam_runtime.atomic import atomic_path
 from scam_runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, sha256_file
 
 from .graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx
+from .options import ExportOptions
 from .parity import ParityReport, check_parity
 from .weights import store_weights_fp16
 
-DEFAULT_OPSET = 18
 NORMALISATION = {
     "image_in": "float32 RGB, B×3×H×W, value = uint8 / 127.5 - 1 (range [-1, 1])",
     "image_out": "float32 RGB, B×3×H×W in [-1, 1]; uint8 = round((value + 1) * 127.5)",
@@ -32,16 +30,6 @@ NORMALISATION = {
 
 class ParityError(RuntimeError):
     """The exported graphs disagree with the checkpoint beyond the tolerance."""
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    opset: int = DEFAULT_OPSET
-    max_batch: int = 8
-    precision: str = "fp32"
-    noise: str = "const"
-    attention: str = "auto"    # dense | sparse | auto
-    weights: str = "fp32"      # storage of fp32 graphs' weights: fp32, or fp16 cast back to fp32 at load
 
 
 def choose_attention(config: ModelConfig, requested: str) -> str:
@@ -95,20 +83,9 @@ def export_bundle(ckpt: Path, out: Path, options: ExportOptions = ExportOptions(
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"{out.parent}: not writable")
     path = choose_attention(config, options.attention)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        manifest = _build(ckpt, tmp, config, encoder, generator, options, path, log)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-        return manifest
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        return _build(ckpt, tmp, config, encoder, generator, options, path, log)
 
 
 def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, options: ExportOptions,

@@ -10,6 +10,9 @@ import click
 from scam_runtime.failure import Terminated, fail, sigterm_raises
 
 from . import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
+from .options import ATTENTION, NOISE, PRECISIONS, TRT_WORKSPACE, WEIGHTS, ExportOptions
+
+DEFAULTS = ExportOptions()
 
 
 def _log(msg: str) -> None:
@@ -48,19 +51,19 @@ def _run(action: Callable[[], None], debug: bool) -> None:
 @click.option("--ckpt", type=click.Path(dir_okay=False, path_type=Path), help="checkpoint (model.pt) to export")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="bundle folder [default: next to the checkpoint, <name>.bundle]")
-@click.option("--opset", type=click.IntRange(17, 20), default=18, show_default=True,
+@click.option("--opset", type=click.IntRange(17, 20), default=DEFAULTS.opset, show_default=True,
               help="ONNX opset (17..20: LayerNormalization needs 17, TensorRT 10 reads up to 20)")
-@click.option("--max-batch", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
-@click.option("--weights", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+@click.option("--max-batch", type=click.IntRange(1, 256), default=DEFAULTS.max_batch, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True)
+@click.option("--weights", type=click.Choice(WEIGHTS), default=DEFAULTS.weights, show_default=True,
               help="storage of an fp32 bundle's weights: fp16 halves the files, arithmetic stays fp32 "
                    "(parity gate 45 dB)")
-@click.option("--noise", type=click.Choice(["const", "none"]), default="const", show_default=True,
+@click.option("--noise", type=click.Choice(NOISE), default=DEFAULTS.noise, show_default=True,
               help="generator noise baked into the graph")
-@click.option("--attention", type=click.Choice(["auto", "dense", "sparse"]), default="auto", show_default=True,
+@click.option("--attention", type=click.Choice(ATTENTION), default=DEFAULTS.attention, show_default=True,
               help="pixel->latent attention path (auto: label-sparse where the layout allows)")
 @click.option("--trt", "build_trt", is_flag=True, help="also build TensorRT engines (needs an NVIDIA GPU)")
-@click.option("--trt-workspace", default="4G", show_default=True, help="TensorRT workspace limit")
+@click.option("--trt-workspace", default=TRT_WORKSPACE, show_default=True, help="TensorRT workspace limit")
 @click.option("--force", is_flag=True, help="replace an existing bundle")
 @click.option("--debug", is_flag=True, help="show tracebacks")
 @click.pass_context
@@ -73,7 +76,7 @@ def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int,
         return
     if ckpt is None:
         raise click.UsageError("--ckpt is required (or use a subcommand: scam-export trt BUNDLE)")
-    from .bundle import ExportOptions, export_bundle
+    from .bundle import export_bundle
     from .trt import build_engines, parse_size
     try:
         workspace = parse_size(trt_workspace)
@@ -95,7 +98,7 @@ def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int,
 @main.command("trt")
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--max-batch", type=click.IntRange(1, 256), default=None, help="[default: the bundle's]")
-@click.option("--trt-workspace", default="4G", show_default=True, help="TensorRT workspace limit")
+@click.option("--trt-workspace", default=TRT_WORKSPACE, show_default=True, help="TensorRT workspace limit")
 @click.pass_context
 def trt_command(ctx: click.Context, bundle: Path, max_batch: int | None, trt_workspace: str) -> None:
     """Build TensorRT engines for BUNDLE on this machine's GPU (run them: scam-run --provider trt-engine)."""

@@ -1,16 +1,17 @@
 """TensorRT engines from a bundle's ONNX graphs (TensorRT 10+ Python API, strongly typed)."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from scam_runtime.atomic import write_bytes, write_json
 from scam_runtime.backend import ProviderUnavailable
 from scam_runtime.bundle import Bundle, sha256_file
 from scam_runtime.engines import Device, current_device, tensorrt_module
+
+from .options import TRT_WORKSPACE
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ def engine_folder(bundle: Path, device: Device, trt_version: str) -> Path:
     return bundle / "trt" / f"{slug}_sm{device.compute_capability.replace('.', '')}_trt{trt_version}"
 
 
-def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int = 4 << 30,
+def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int = parse_size(TRT_WORKSPACE),
                   log: Callable[[str], None] = print) -> Path:
     """Build encoder and generator engines; returns their folder. Raises `TensorRTUnavailable`."""
     trt = _checked(tensorrt_module)
@@ -77,17 +78,15 @@ def build_engines(bundle_dir: Path, max_batch: int | None = None, workspace: int
         if serialized is None:
             raise RuntimeError(f"{spec.file}: TensorRT engine build failed (see the log above)")
         target = folder / f"{name}.engine"
-        tmp = target.with_suffix(".engine.tmp")
-        tmp.write_bytes(bytes(serialized))
-        os.replace(tmp, target)
+        write_bytes(target, bytes(serialized))
         cache_bytes = bytes(cache.serialize())
         engines[target.name] = {"sha256": sha256_file(target), "seconds": round(time.monotonic() - started, 1)}
         log(f"{target} written in {engines[target.name]['seconds']} s")
-    cache_path.write_bytes(cache_bytes)
-    (folder / "build.json").write_text(json.dumps({
+    write_bytes(cache_path, cache_bytes)
+    write_json(folder / "build.json", {
         "gpu": device.name, "compute_capability": device.compute_capability, "tensorrt": trt.__version__,
         "max_batch": max_batch, "workspace_bytes": workspace, "precision": bundle.precision,
-        "bundle_files": bundle.manifest["files"], "engines": engines}, indent=2) + "\n")
+        "bundle_files": bundle.manifest["files"], "engines": engines})
     return folder
 
 

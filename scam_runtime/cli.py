@@ -10,6 +10,7 @@ from typing import Callable
 import click
 import numpy as np
 
+from .atomic import write_text
 from .backend import (
     PROVIDER_CHOICES,
     BackendOptions,
@@ -17,36 +18,43 @@ from .backend import (
     available_providers,
 )
 from .bundle import DEFAULT_BUNDLE, Bundle, BundleError
+from .composite import COMPOSITE_MODES
 from .engines import current_device, list_builds, select_build
-from .errors import BundleFailure, InputError, OutputError, RuntimeFailure, UsageError
+from .errors import BundleFailure, OutputError, RuntimeFailure, UsageError
 from .failure import Terminated, fail, sigterm_raises
 from .geometry import FIT_MODES
-from .labels import MaskFiles, check_labels, read_labels
-from .media import (
-    CODECS,
-    FrameRange,
-    SequenceReader,
-    SequenceWriter,
-    VideoReader,
-    VideoWriter,
-    is_sequence,
-    open_input,
-    read_plate,
-    write_image_atomic,
-    write_result,
+from .jobs import (
+    StillParser,
+    VideoOptions,
+    VideoReport,
+    bundle_files,
+    load_subject,
+    replace_image,
+    replace_video,
+    save_subject,
 )
-from .outputs import default_output, guard_file, guard_sequence, write_text_atomic
-from .parsing import BUILTIN_MODEL, Parser, ParserOptions, auto_parser_name, get_parser
-from .pipeline import ExtraOutputs, run_stream
-from .progress import PROGRESS_MODES, Progress
-from .replacer import ReplaceOptions, Subject, SubjectReplacer
+from .media import AUDIO, CODECS, SequenceReader, is_sequence
+from .outputs import guard_file
+from .parsers import BUILTIN_MODEL
+from .progress import PROGRESS_MODES
+from .replacer import ReplaceOptions, SubjectReplacer
 
-
+REPLACE = ReplaceOptions()   # option defaults come from the dataclasses the library uses
+VIDEO = VideoOptions()
 OPENJD_TEMPLATE = Path(__file__).resolve().parent / "farm" / "openjd.yaml"
 
 
 def _warn(message: str) -> None:
     click.echo(f"scam-run: warning: {message}", err=True)
+
+
+def _note(message: str) -> None:
+    click.echo(f"scam-run: {message}", err=True)
+
+
+def _written(report: VideoReport) -> None:
+    done = f", {report.skipped} already done" if report.skipped else ""
+    click.echo(f"written: {report.output} ({report.frames} frames{done})", err=True)
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,9 @@ def common_options(f):
                      help="ONNX Runtime provider, or trt-engine: the bundle's TensorRT engines for this GPU"),
         click.option("--allow-fallback", is_flag=True, help="use a lesser provider if the requested one is missing"),
         click.option("--threads", type=click.IntRange(0, 256), default=0, help="CPU threads (0: automatic)"),
-        click.option("--fit", type=click.Choice(FIT_MODES), default="letterbox", show_default=True),
-        click.option("--composite", type=click.Choice(["masked", "full"]), default="masked", show_default=True),
-        click.option("--feather", type=click.FloatRange(0, 100), default=2.0, show_default=True,
+        click.option("--fit", type=click.Choice(FIT_MODES), default=REPLACE.fit, show_default=True),
+        click.option("--composite", type=click.Choice(COMPOSITE_MODES), default=REPLACE.composite, show_default=True),
+        click.option("--feather", type=click.FloatRange(0, 100), default=REPLACE.feather, show_default=True,
                      help="matte softness in pixels"),
         click.option("--keep", multiple=True, help="label whose latents stay the frame's (repeatable), e.g. body"),
         click.option("--debug", is_flag=True, help="show tracebacks"),
@@ -106,42 +114,6 @@ def _replacer(c: Common) -> SubjectReplacer:
     return replacer
 
 
-class _StillParser:
-    """The parser for single images (subject, target), made on first use and then shared."""
-
-    def __init__(self, name: str, labels: tuple[str, ...], backend: BackendOptions) -> None:
-        self.name, self.labels, self.backend = name, labels, backend
-        self._parser: Parser | None = None
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        if self._parser is None:
-            self._parser = _make_parser(self.name, self.labels, ParserOptions(backend=self.backend))
-        return self._parser(image)
-
-
-def _labels_for_image(replacer: SubjectReplacer, image: np.ndarray, mask: Path | None,
-                      parser: _StillParser) -> np.ndarray:
-    """The label map from its file, else from the parser."""
-    if mask is not None:
-        return check_labels(read_labels(mask), len(replacer.bundle.labels), image.shape[:2], str(mask), _warn)
-    return parser(image)
-
-
-def _make_parser(name: str, labels: tuple[str, ...], options: ParserOptions) -> Parser:
-    if name == "auto":
-        name = auto_parser_name()
-    parser = get_parser(name, labels, options)
-    click.echo(f"scam-run: label maps from the {name} parser", err=True)
-    return parser
-
-
-def _subject(replacer: SubjectReplacer, subject: Path, subject_mask: Path | None, parser: _StillParser) -> Subject:
-    if subject.suffix == ".npz":
-        return Subject.load(subject)
-    image, _ = read_plate(subject)
-    return replacer.encode_subject(image, _labels_for_image(replacer, image, subject_mask, parser))
-
-
 def _version_of(module: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -159,11 +131,6 @@ def main() -> None:
     """Replace the person in images and video plates by a subject (SCAM)."""
 
 
-def _bundle_files(replacer: SubjectReplacer) -> list[Path]:
-    b = replacer.bundle
-    return [b.path / "bundle.json", *(b.path / name for name in b.manifest["files"])]
-
-
 OVERWRITE_HELP = "replace an existing output (never an input)"
 
 
@@ -173,7 +140,7 @@ OVERWRITE_HELP = "replace an existing output (never an input)"
               help="subject image, or a .npz from encode-subject")
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--mask", type=click.Path(dir_okay=False, path_type=Path), help="label map of TARGET")
-@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
+@click.option("--parser", default=VIDEO.parser, show_default=True, help=PARSER_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="result image [default: TARGET.scam.EXT beside TARGET]")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
@@ -184,22 +151,9 @@ def image(target, subject, subject_mask, mask, parser, output, overwrite, write_
     """Put the subject into one TARGET image."""
     def action() -> None:
         c = _common(**kw)
-        out = output or Path(default_output(target))
-        replacer = _replacer(c)
-        inputs = [p for p in (target, subject, subject_mask, mask) if p is not None] + _bundle_files(replacer)
-        for option, path in (("-o", out), ("--write-matte", write_matte), ("--write-raw", write_raw)):
-            if path is not None:
-                guard_file(path, inputs, overwrite, option)
-                if not path.parent.is_dir():
-                    raise OutputError(f"{path.parent}: output folder missing")
-        still = _StillParser(parser, replacer.bundle.labels, c.backend)
-        subj = _subject(replacer, subject, subject_mask, still)
-        frame, plate = read_plate(target)
-        result = replacer.process(frame, _labels_for_image(replacer, frame, mask, still), subj)
-        for path, img in ((write_matte, np.round(result.matte * 255).astype(np.uint8)), (write_raw, result.generated)):
-            if path is not None:
-                write_image_atomic(path, img)
-        write_result(out, result, frame, plate)
+        out = replace_image(target, subject, output, replacer=_replacer(c), subject_mask=subject_mask, mask=mask,
+                            parser=parser, write_matte=write_matte, write_raw=write_raw, overwrite=overwrite,
+                            note=_note)
         click.echo(f"written: {out}", err=True)
 
     _guard(action, kw["debug"])
@@ -208,7 +162,7 @@ def image(target, subject, subject_mask, mask, parser, output, overwrite, write_
 @main.command("encode-subject")
 @click.argument("subject", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP)
+@click.option("--parser", default=VIDEO.parser, show_default=True, help=PARSER_HELP)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="latents file [default: SUBJECT.scam.npz beside SUBJECT]")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
@@ -219,122 +173,12 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
         c = _common(**kw)
         out = output or subject.with_name(f"{subject.stem}.scam.npz")
         replacer = _replacer(c)
-        guard_file(out, [p for p in (subject, subject_mask) if p is not None] + _bundle_files(replacer), overwrite)
-        if not out.parent.is_dir():
-            raise OutputError(f"{out.parent}: output folder missing")
-        subj = _subject(replacer, subject, subject_mask, _StillParser(parser, replacer.bundle.labels, c.backend))
-        tmp = out.with_name(f".{out.stem}.partial.npz")
-        try:
-            subj.save(tmp)
-            tmp.replace(out)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"{out}: cannot write ({exc})") from None
+        guard_file(out, [p for p in (subject, subject_mask) if p is not None] + bundle_files(replacer), overwrite)
+        subj = load_subject(replacer, subject, subject_mask, StillParser(parser, replacer, _note))
+        save_subject(subj, out)
         click.echo(f"written: {out} (labels shown: {', '.join(subj.present)})", err=True)
 
     _guard(action, kw["debug"])
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """What `scam-run video` (and `demo`) runs: the plate, the subject and where results go."""
-    source: str
-    subject: Path
-    output: str
-    subject_mask: Path | None = None
-    masks: str | None = None
-    parser: str = "auto"
-    label_smoothing: float = 0.0
-    refine: bool = True
-    frame_range: str | None = None
-    batch: int = 1
-    codec: str = "h264"
-    crf: int = 18
-    pix_fmt: str | None = None
-    audio: str = "copy"
-    write_matte: str | None = None
-    write_labels: str | None = None
-    write_raw: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    progress: str = "bar"
-
-
-def run_video(c: Common, job: VideoJob) -> int:
-    """Check every output against the inputs, then stream the plate; returns frames written."""
-    frames = FrameRange.parse(job.frame_range)
-    extras = (("--write-matte", job.write_matte), ("--write-labels", job.write_labels),
-              ("--write-raw", job.write_raw))
-    for option, value in extras:
-        if value and (not is_sequence(value) or value.lower().endswith(".exr")):
-            raise UsageError(f"{option} needs an 8-bit image-sequence pattern such as out.%04d.png, got {value}")
-    replacer = _replacer(c)
-    reader = open_input(job.source)
-    try:
-        numbers = _numbers(reader, frames)
-        mask_files = MaskFiles(job.masks) if job.masks else None
-        inputs = [p for p in (job.subject, job.subject_mask) if p is not None] + _bundle_files(replacer)
-        inputs += [path for _, path in reader.files] if isinstance(reader, SequenceReader) else [reader.path]
-        if mask_files is not None:
-            inputs += mask_files.files or [Path(job.masks % n) for n in numbers]
-        if is_sequence(job.output):
-            guard_sequence(job.output, numbers, inputs, job.overwrite, job.resume)
-        elif isinstance(reader, VideoReader):
-            guard_file(Path(job.output), inputs, job.overwrite)
-        else:
-            raise OutputError(f"{job.output}: image-sequence input needs an image-sequence output pattern")
-        for option, value in extras:
-            if value:
-                guard_sequence(value, numbers, inputs + [Path(job.output)], job.overwrite, job.resume, option)
-        subj = _subject(replacer, job.subject, job.subject_mask,
-                        _StillParser(job.parser, replacer.bundle.labels, c.backend))
-        frame_parser = None
-        if mask_files is None:
-            frame_parser = _make_parser(job.parser, replacer.bundle.labels,
-                                        ParserOptions(job.label_smoothing, refine=job.refine, backend=c.backend))
-        if mask_files is not None and frames == FrameRange() and reader.count:
-            mask_files.check_count(reader.count)
-        writer: VideoWriter | SequenceWriter
-        if is_sequence(job.output):
-            writer = SequenceWriter(job.output, job.resume)
-        else:
-            writer = VideoWriter(Path(job.output), reader, job.codec, job.crf, job.pix_fmt, job.audio, frames)
-        no_person = resized = 0
-
-        def resize_warning(message: str) -> None:
-            nonlocal resized
-            resized += 1
-            if resized == 1:
-                _warn(f"{message} (once per run; the count comes at the end)")
-
-        def labels_for(frame):
-            nonlocal no_person
-            if mask_files is not None:
-                path = mask_files.path(frame.index, frame.number)
-                labels = check_labels(read_labels(path), len(replacer.bundle.labels), frame.image.shape[:2],
-                                      str(path), resize_warning)
-            else:
-                labels = frame_parser(frame.image)
-            no_person += not labels.any()
-            return labels
-
-        done = [n for n in numbers if isinstance(writer, SequenceWriter) and writer.done(n)]
-        todo = (f for f in reader.frames(frames)
-                if not (isinstance(writer, SequenceWriter) and writer.done(f.number)))
-        progress = Progress(len(numbers) - len(done) if numbers else None, job.progress)
-        n = run_stream(replacer, subj, todo, labels_for, writer, progress, job.batch,
-                       ExtraOutputs(job.write_matte, job.write_labels, job.write_raw))
-    finally:
-        reader.close()
-    if n == 0 and not done:
-        length = f"the clip has {reader.decoded} frames" if isinstance(reader, VideoReader) else "it has none"
-        raise InputError(f"{job.source}: no frame in --frames {frames.describe()} ({length})")
-    if resized:
-        _warn(f"{resized} of {n} label maps were not their frame's size and were resized (nearest)")
-    if no_person:
-        _warn(f"{no_person} of {n} frames had no person; they were written unchanged")
-    click.echo(f"written: {job.output} ({n} frames{f', {len(done)} already done' if done else ''})", err=True)
-    return n
 
 
 @main.command()
@@ -343,8 +187,9 @@ def run_video(c: Common, job: VideoJob) -> int:
               help="subject image, or a .npz from encode-subject")
 @click.option("--subject-mask", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--masks", help="label maps of the frames: a folder, or a pattern like masks/%04d.png")
-@click.option("--parser", default="auto", show_default=True, help=PARSER_HELP + " (frames without --masks)")
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--parser", default=VIDEO.parser, show_default=True, help=PARSER_HELP + " (frames without --masks)")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=VIDEO.label_smoothing,
+              show_default=True,
               help="parser: weight of the previous frames in the running average of label probabilities")
 @click.option("--no-refine", is_flag=True,
               help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see README)")
@@ -353,12 +198,12 @@ def run_video(c: Common, job: VideoJob) -> int:
                    "[default: SOURCE.scam.EXT, or NAME_scam.%04d.EXT for a sequence, beside SOURCE]")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
-@click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True)
-@click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
-@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="h264/h265 quality")
+@click.option("--batch", type=click.IntRange(1, 64), default=VIDEO.batch, show_default=True)
+@click.option("--codec", type=click.Choice(list(CODECS)), default=VIDEO.codec, show_default=True)
+@click.option("--crf", type=click.IntRange(0, 51), default=VIDEO.crf, show_default=True, help="h264/h265 quality")
 @click.option("--pix-fmt", help="output pixel format [default: the input's when the codec allows]")
-@click.option("--audio", type=click.Choice(["copy", "none"]), default="copy", show_default=True)
-@click.option("--temporal", default="per-frame", show_default=True,
+@click.option("--audio", type=click.Choice(AUDIO), default=VIDEO.audio, show_default=True)
+@click.option("--temporal", default=REPLACE.temporal, show_default=True,
               help="background latents over time: per-frame, ema=ALPHA or first")
 @click.option("--write-matte", help="pattern for matte PNGs, e.g. matte.%04d.png")
 @click.option("--write-labels", help="pattern for label-map PNGs")
@@ -373,10 +218,11 @@ def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refi
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     def action() -> None:
         c = _common(**kw, temporal=temporal)
-        run_video(c, VideoJob(source, subject, output or default_output(source), subject_mask, masks, parser,
-                              label_smoothing, not no_refine, frame_range, batch, codec, crf, pix_fmt, audio,
-                              write_matte, write_labels, write_raw, resume, overwrite,
-                              "none" if quiet else progress_mode))
+        options = VideoOptions(subject_mask, masks, parser, label_smoothing, not no_refine, frame_range, batch, codec,
+                               crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite)
+        report = replace_video(source, subject, output, options=options, replacer=_replacer(c),
+                               progress="none" if quiet else progress_mode, note=_note)
+        _written(report)
 
     _guard(action, kw["debug"])
 
@@ -402,10 +248,13 @@ def demo(out_dir, count, overwrite, quiet, **kw) -> None:
             raise OutputError(f"{out_dir}: cannot create the folder ({exc.strerror})") from None
         output = out_dir / OUTPUT_NAME
         click.echo(f"scam-run demo: {CLIP.name} ({CLIP.parent}) with the subject {SUBJECT.name}", err=True)
-        n = run_video(c, VideoJob(str(CLIP), SUBJECT, str(output), frame_range=f"0-{count - 1}" if count else None,
-                                  overwrite=overwrite, progress="none" if quiet else "bar"))
+        report = replace_video(CLIP, SUBJECT, output, replacer=_replacer(c), progress="none" if quiet else "bar",
+                               options=VideoOptions(frames=f"0-{count - 1}" if count else None, overwrite=overwrite),
+                               note=_note)
+        _written(report)
         contact_sheet(CLIP, output, SUBJECT, sheet)
-        click.echo(f"scam-run demo: replaced {n} frames -> {output}; plate / result / subject -> {sheet}", err=True)
+        click.echo(f"scam-run demo: replaced {report.frames} frames -> {output}; plate / result / subject -> {sheet}",
+                   err=True)
 
     _guard(action, kw["debug"])
 
@@ -416,10 +265,10 @@ def demo(out_dir, count, overwrite, quiet, **kw) -> None:
               help="the plate whose frame rate, timestamps and audio the movie takes")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="movie file")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-@click.option("--codec", type=click.Choice(list(CODECS)), default="h264", show_default=True)
-@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="h264/h265 quality")
+@click.option("--codec", type=click.Choice(list(CODECS)), default=VIDEO.codec, show_default=True)
+@click.option("--crf", type=click.IntRange(0, 51), default=VIDEO.crf, show_default=True, help="h264/h265 quality")
 @click.option("--pix-fmt", help="output pixel format [default: the plate's when the codec allows]")
-@click.option("--audio", type=click.Choice(["copy", "none"]), default="copy", show_default=True)
+@click.option("--audio", type=click.Choice(AUDIO), default=VIDEO.audio, show_default=True)
 @click.option("--debug", is_flag=True, help="show tracebacks")
 def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, audio, debug) -> None:
     """Encode SEQUENCE (frame.%06d.png, frame N = the plate's frame N) with the plate's timing and audio."""
@@ -452,30 +301,12 @@ def farm_openjd(out_dir: Path, overwrite: bool) -> None:
         guard_file(target, [], overwrite)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(target, OPENJD_TEMPLATE.read_text())
+            write_text(target, OPENJD_TEMPLATE.read_text())
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
         click.echo(f"written: {target}", err=True)
 
     _guard(action, False)
-
-
-def _numbers(reader: VideoReader | SequenceReader, frames: FrameRange) -> list[int]:
-    """The frame numbers the run covers; a range past the input's end is an error."""
-    if isinstance(reader, SequenceReader):
-        numbers = [number for number, _ in reader.files if number in frames]
-        if not numbers:
-            raise InputError(f"{reader.pattern}: no frame numbered in --frames {frames.describe()} "
-                             f"(the sequence has {reader.files[0][0]}..{reader.files[-1][0]})")
-        return numbers
-    count = reader.count or reader.estimated_count
-    if not count:
-        return []
-    if reader.count and frames.first is not None and frames.first >= count:
-        raise InputError(f"{reader.path}: --frames {frames.describe()} starts past the end "
-                         f"(the clip has {count} frames, 0..{count - 1})")
-    last = count - 1 if frames.last is None else min(frames.last, count - 1)
-    return list(range(frames.first or 0, last + 1))
 
 
 def _check_graphs(bundle: Bundle) -> None:

@@ -8,9 +8,9 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import write_image
 from .errors import InputError
 from .labels import read_image
-from .media import write_image_atomic
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 CLIP = DEMO_DIR / "clip.mp4"
@@ -62,5 +62,5 @@ def contact_sheet(plate: Path, result: Path, subject: Path, out: Path, columns: 
         draw.text((x, 2 * pad + label_h + height), f"result, frame {index}", fill=(235, 235, 235))
         sheet.paste(r, (x, 2 * pad + 2 * label_h + height))
         x += p.width + pad
-    write_image_atomic(out, np.asarray(sheet))
+    write_image(out, np.asarray(sheet))
     return out

@@ -10,12 +10,12 @@ linear) are linearised and blended with the plate.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .colour import SRGB8_TO_LINEAR, linear_to_srgb8
 from .errors import InputError, OutputError
 
@@ -75,10 +75,8 @@ def write_exr(path: Path, rgb: np.ndarray, like: ExrPlate) -> None:
     exr = load_openexr(OutputError)
     channels = {c: np.ascontiguousarray(rgb[..., i]) for i, c in enumerate(RGB)} | like.others
     header = {"compression": exr.ZIP_COMPRESSION, "type": exr.scanlineimage} | like.header
-    tmp = path.with_name(f".{path.name}.partial.exr")
     try:
-        exr.File(header, channels).write(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            exr.File(header, channels).write(str(tmp))
     except (RuntimeError, OSError, ValueError, TypeError) as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({str(exc).splitlines()[0]})") from None

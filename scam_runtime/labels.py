@@ -1,4 +1,5 @@
-"""Label maps in the bundle's scheme, read from files and validated (parsers: `parsing`)."""
+"""Label maps in the bundle's scheme: read from files, validated, and merged from another
+scheme's labels (parsers: `parsers`)."""
 from __future__ import annotations
 
 import re
@@ -12,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InputError, LabelError
 
 Warn = Callable[[str], None]
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos a folder is searched for
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -60,6 +62,30 @@ def check_labels(labels: np.ndarray, num_labels: int, frame_hw: tuple[int, int],
              f"{frame_hw[1]}x{frame_hw[0]}; resized by nearest neighbour")
         labels = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(frame_hw[::-1], Image.NEAREST))
     return labels.astype(np.int32)
+
+
+def merge_table(source: list[str], target: tuple[str, ...] | list[str], merge: dict[str, list[str]],
+                default: str | None = None) -> np.ndarray:
+    """`lut[source id]` = target id: each `merge` entry (target name -> source names) maps its
+    sources; every other source goes to `default`, or -1 without one. One rule for the parser
+    JSON's `merge` and the training schemes' (`scam_train.schemes`); ValueError names the
+    bad entry, the caller the file."""
+    lut = np.full(len(source), -1, np.int64)
+    if default is not None:
+        if default not in target:
+            raise ValueError(f"default '{default}' is not one of the labels {list(target)}")
+        lut[:] = list(target).index(default)
+    index = {name: i for i, name in enumerate(source)}
+    if not isinstance(merge, dict):
+        raise ValueError("'merge' must map label names to lists of source names")
+    for name, names in merge.items():
+        if name not in target:
+            raise ValueError(f"merge target '{name}' is not one of the labels {list(target)}")
+        for s in names:
+            if s not in index:
+                raise ValueError(f"merge source '{s}' is not one of the source labels")
+            lut[index[s]] = list(target).index(name)
+    return lut
 
 
 class MaskFiles:

@@ -1,10 +1,11 @@
 """Video (PyAV) and image-sequence reading and writing that keep the plate's timing.
 
 Videos decode sequentially (frame-exact ranges: any split of `--frames` gives the same
-frames as one run), and are written to a temporary name renamed only when complete.
-Image sequences are written frame by frame, each file atomically. EXR frames (`exr`) keep
-their scene-linear float plate beside the 8-bit image the networks see, and EXR outputs are
-composited in float over it.
+frames as one run), and are written under a partial name renamed only when complete
+(`atomic`). Image sequences are written frame by frame, each file atomically. EXR frames
+(`exr`) keep their scene-linear float plate beside the 8-bit image the parser sees; the
+replacer composites over the plate (`Frame.pixels`), and this module only writes what it
+is given.
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ from typing import Iterator
 
 import av
 import numpy as np
-from PIL import Image
 
-from .composite import composite_linear
+from .atomic import partial_path, write_image
+from .colour import linear_to_srgb8
 from .errors import InputError, OutputError, UsageError
 from .exr import ExrPlate, load_openexr, plate_from_display, read_exr, write_exr
 from .labels import read_image
 from .replacer import Result
 
+AUDIO = ("copy", "none")
 CODECS = {"h264": "libx264", "h265": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
 DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "prores_ks": "yuv422p10le", "ffv1": "yuv420p"}
 SEQUENCE_PATTERN = re.compile(r"%0?(\d*)d")
@@ -76,6 +78,18 @@ class Frame:
     image: np.ndarray   # uint8 H×W×3 RGB
     pts: int | None = None
     plate: ExrPlate | None = None  # the float plate of an EXR frame (`image` is its sRGB view)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """What the replacer composites over: the float plate where there is one, else `image`."""
+        return self.image if self.plate is None else self.plate.rgb
+
+    def with_linear_plate(self) -> "Frame":
+        """This frame with a half-float linear plate made from its 8-bit image (for an EXR
+        output of an 8-bit input), so the composite is made in linear light like an EXR plate's."""
+        if self.plate is not None:
+            return self
+        return Frame(self.index, self.number, self.image, self.pts, plate_from_display(self.image))
 
 
 def read_plate(path: Path) -> tuple[np.ndarray, ExrPlate | None]:
@@ -173,27 +187,16 @@ def open_input(spec: str) -> VideoReader | SequenceReader:
     return SequenceReader(spec) if is_sequence(spec) else VideoReader(Path(spec))
 
 
-def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    """One 8-bit file, renamed into place once complete."""
+def write_result(path: Path, composite: np.ndarray, plate: ExrPlate | None) -> None:
+    """A composite in `path`'s format: an EXR with `plate`'s other channels and header (the
+    composite is then float, made over `plate`), else 8-bit sRGB (PNG, JPEG, TIFF...)."""
     if path.suffix.lower() == ".exr":
-        raise OutputError(f"{path}: only the main output can be an EXR; use .png or .tif for this one")
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
-        Image.fromarray(image).save(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc})") from None
-
-
-def write_result(path: Path, result: Result, frame_image: np.ndarray, plate: ExrPlate | None) -> None:
-    """The composite as `path`'s format: 8-bit for PNG/JPEG/TIFF..., float over the plate for EXR
-    (an 8-bit input frame becomes a half-float linear plate)."""
-    if path.suffix.lower() != ".exr":
-        write_image_atomic(path, result.composite)
-        return
-    plate = plate or plate_from_display(frame_image)
-    write_exr(path, composite_linear(plate.rgb, result.generated, result.matte), plate)
+        if plate is None or composite.dtype == np.uint8:
+            raise OutputError(f"{path}: an EXR output needs a float composite over a plate "
+                              f"(give the replacer Frame.with_linear_plate().pixels)")
+        write_exr(path, composite, plate)
+    else:
+        write_image(path, composite if composite.dtype == np.uint8 else linear_to_srgb8(composite))
 
 
 class SequenceWriter:
@@ -214,7 +217,7 @@ class SequenceWriter:
         return self.resume and self.path(number).is_file()
 
     def write(self, frame: Frame, result: Result) -> None:
-        write_result(self.path(frame.number), result, frame.image, frame.plate)
+        write_result(self.path(frame.number), result.composite, frame.plate)
 
     def finish(self) -> None:
         pass
@@ -259,7 +262,7 @@ class VideoWriter:
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: output folder missing or not writable")
         self.path, self.source, self.frames = path, source, frames
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.tmp = partial_path(path)
         try:
             self.container = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, OSError, ValueError) as exc:

@@ -56,15 +56,3 @@ def guard_sequence(pattern: str, numbers: Iterable[int], inputs: Iterable[Path],
     if existing and not (overwrite or resume):
         raise UsageError(f"{existing[0]}: exists ({len(existing)} frame{'s' * (len(existing) > 1)} of {pattern}); "
                          f"pass --resume to keep them or --overwrite to replace them")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """A text file written beside its final name, then renamed into place."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path

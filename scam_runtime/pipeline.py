@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .media import Frame, SequenceWriter, VideoWriter, write_image_atomic
+from .atomic import write_image
+from .media import Frame, SequenceWriter, VideoWriter
 from .progress import Progress
 from .replacer import Result, Subject, SubjectReplacer
 from .timing import StageTimes
@@ -30,11 +31,11 @@ class ExtraOutputs:
 
     def write(self, frame: Frame, result: Result) -> None:
         if self.matte:
-            write_image_atomic(_path(self.matte, frame.number), np.round(result.matte * 255).astype(np.uint8))
+            write_image(_path(self.matte, frame.number), np.round(result.matte * 255).astype(np.uint8))
         if self.labels:
-            write_image_atomic(_path(self.labels, frame.number), result.labels.astype(np.uint8))
+            write_image(_path(self.labels, frame.number), result.labels.astype(np.uint8))
         if self.raw:
-            write_image_atomic(_path(self.raw, frame.number), result.generated)
+            write_image(_path(self.raw, frame.number), result.generated)
 
 
 def _path(pattern: str, number: int) -> Path:
@@ -121,7 +122,7 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             if item is not _END:
                 pending.append(item)
             if pending and (item is _END or len(pending) == batch):
-                results = replacer.generate_batch([f.image for f, _ in pending], [lab for _, lab in pending], subject)
+                results = replacer.generate_batch([f.pixels for f, _ in pending], [lab for _, lab in pending], subject)
                 for (frame, _), result in zip(pending, results):
                     while True:
                         try:
@@ -149,6 +150,9 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
         except queue.Full:
             pass
         writer_thread.join(timeout=5)
+        # the reader may be inside the decoder or a parser session: let it finish that frame,
+        # or the interpreter's exit tears the native threads down under it (abort, not 143)
+        reader.join(timeout=10)
         writer.abort()
         raise
     finally:

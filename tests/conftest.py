@@ -17,22 +17,6 @@ def shared() -> Path:
     return SHARED
 
 
-def make_checkpoint(path: Path, preset: str = "small", labels=("background", "face", "body"),
-                    height: int = 128, width: int = 128, seed: int = 0, **overrides) -> Path:
-    """A random-weight checkpoint whose noise is switched on (strengths start at 0)."""
-    import torch
-
-    from models import ModelConfig, SATEncoder, SCAMGenerator, save_checkpoint
-    torch.manual_seed(seed)
-    config = ModelConfig.preset(preset, labels=list(labels), height=height, width=width, **overrides)
-    encoder, generator = SATEncoder(config), SCAMGenerator(config)
-    with torch.no_grad():
-        for name, p in generator.named_parameters():
-            if name.endswith("noise_strength"):
-                p.uniform_(0.05, 0.3)
-    return save_checkpoint(path, config, encoder, generator)
-
-
 TINY = dict(latent_dim=32, attn_dim=32, latents_per_label=2, latents_bg=2, gen_blocks=4, gen_nf=8,
             enc_nf=4, enc_blocks=3, enc_posemb_dim=8)
 """A config that exports in seconds, for error paths."""
@@ -43,7 +27,8 @@ def small_bundle(tmp_path_factory) -> Path:
     """fp32 bundle of a random-weight `small` model at 128×128 (label-sparse generator)."""
     from scam_export.bundle import ExportOptions, export_bundle
     folder = tmp_path_factory.mktemp("small_bundle")
-    ckpt = make_checkpoint(folder / "model.pt")
+    from models.synthetic import random_checkpoint
+    ckpt = random_checkpoint(folder / "model.pt")
     return export_bundle(ckpt, folder / "model.bundle", ExportOptions(), log=lambda m: None) and folder / "model.bundle"
 
 
@@ -82,13 +67,21 @@ def make_video(path: Path, n: int = 12, size: tuple[int, int] = (96, 128), fps: 
     return frames
 
 
-def person_labels(h: int, w: int, shift: int = 0):
-    """A body rectangle with a face on top, shifted right by `shift` px."""
+def make_plate(folder: Path, n: int, seed: int, audio: bool = True) -> list:
+    """`in.mkv` (`make_video`), its label maps `masks/NNNN.png` (the person moving right),
+    a subject `actor.png` and its label map `actor_mask.png`; returns the clip's frames."""
     import numpy as np
-    lab = np.zeros((h, w), np.uint8)
-    lab[h // 4: 3 * h // 4, w // 3 + shift: 2 * w // 3 + shift] = 2
-    lab[h // 4: h // 4 + h // 8, w // 3 + shift + 4: 2 * w // 3 + shift - 4] = 1
-    return lab
+    from PIL import Image
+
+    from models.synthetic import person_labels
+    frames = make_video(folder / "in.mkv", n=n, audio=audio)
+    (folder / "masks").mkdir()
+    for i in range(n):
+        Image.fromarray(person_labels(96, 128, shift=i)).save(folder / "masks" / f"{i:04d}.png")
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (200, 120, 3), dtype=np.uint8)).save(folder / "actor.png")
+    Image.fromarray(person_labels(200, 120)).save(folder / "actor_mask.png")
+    return frames
 
 
 def tensorrt_gpu_reason() -> str | None:

@@ -15,7 +15,7 @@ from conftest import ROOT
 from scam_runtime.colour import SRGB8_TO_LINEAR
 from scam_runtime.errors import LabelError, UsageError
 from scam_runtime.labels import read_image
-from scam_runtime.parsing import (
+from scam_runtime.parsers import (
     CropSpec,
     ParserOptions,
     argmax_labels,

@@ -4,8 +4,8 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import person_labels
 
+from models.synthetic import person_labels
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
 from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
 from scam_runtime.composite import composite, person_matte

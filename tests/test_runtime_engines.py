@@ -6,8 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import person_labels, tensorrt_gpu_reason
+from conftest import tensorrt_gpu_reason
 
+from models.synthetic import person_labels
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, resolve_providers
 from scam_runtime.bundle import Bundle, sha256_file
 from scam_runtime.engines import Device, list_builds, select_build

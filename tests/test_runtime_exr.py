@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import person_labels
 from PIL import Image
 
+from models.synthetic import person_labels
 from scam_runtime.cli import main
 from scam_runtime.errors import InputError
 from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, make_video, person_labels
+from conftest import ROOT, make_plate, make_video
 from PIL import Image
 
+from models.synthetic import person_labels
 from scam_runtime.cli import main
 
 N = 10
@@ -21,13 +22,7 @@ N = 10
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory):
     d = tmp_path_factory.mktemp("plate")
-    make_video(d / "in.mkv", n=N)
-    (d / "masks").mkdir()
-    for i in range(N):
-        Image.fromarray(person_labels(96, 128, shift=i)).save(d / "masks" / f"{i:04d}.png")
-    rng = np.random.default_rng(3)
-    Image.fromarray(rng.integers(0, 256, (200, 120, 3), dtype=np.uint8)).save(d / "actor.png")
-    Image.fromarray(person_labels(200, 120)).save(d / "actor_mask.png")
+    make_plate(d, N, seed=3)
     return d
 
 
@@ -253,7 +248,7 @@ def test_label_maps_of_another_size_warn_once_and_are_counted(small_bundle, plat
 
 def test_a_registered_parser_is_a_parser_choice(small_bundle, plate, tmp_path):
     """How a studio plugs its own parser in: register_parser, then --parser NAME."""
-    from scam_runtime import parsing
+    from scam_runtime import parsers
 
     class Box:
         def __init__(self, labels, options):
@@ -262,7 +257,7 @@ def test_a_registered_parser_is_a_parser_choice(small_bundle, plate, tmp_path):
         def __call__(self, image):
             return person_labels(*image.shape[:2]).astype(np.int32)
 
-    parsing.register_parser("studio-box", Box)
+    parsers.register_parser("studio-box", Box)
     try:
         result = run("image", "--bundle", small_bundle, "--subject", plate / "actor.png", plate / "actor.png",
                      "--parser", "studio-box", "-o", tmp_path / "o.png", "--write-matte", tmp_path / "m.png")
@@ -271,4 +266,4 @@ def test_a_registered_parser_is_a_parser_choice(small_bundle, plate, tmp_path):
         matte = np.asarray(Image.open(tmp_path / "m.png"))
         assert matte[100, 60] == 255 and matte[5, 5] == 0  # the box is the person
     finally:
-        del parsing.PARSERS["studio-box"]
+        del parsers.PARSERS["studio-box"]

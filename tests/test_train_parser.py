@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from scam_runtime.backend import BackendOptions, OnnxSession
-from scam_runtime.parsing import CropSpec, get_parser
+from scam_runtime.parsers import CropSpec, get_parser
 from scam_train.cli import main
 from scam_train.data import check_pairs, find_pairs
 from scam_train.parser_data import CropDataset, ParserAugment, ParserDataset
@@ -78,7 +78,7 @@ def test_refiner_training_and_loading_beside_a_parser(shared, tmp_path):
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "r" / "parser.json").read_text())
     assert meta["crop"] == {"label": "face", "width": 3.0, "top": 0.35} and meta["passes"] == 2
-    from scam_runtime.parsing import BUILTIN_MODEL
+    from scam_runtime.parsers import BUILTIN_MODEL
     for suffix in (".onnx", ".json"):
         shutil.copy(BUILTIN_MODEL.with_suffix(suffix), tmp_path / f"main{suffix}")
         shutil.copy(tmp_path / "r" / f"parser{suffix}", tmp_path / f"head{suffix}")
@@ -129,3 +129,25 @@ def test_prepare_labels_a_plain_photo_folder(shared, tmp_path):
     assert r.exit_code == 0 and (tmp_path / "ds" / "labels" / "pose.png").stat().st_mtime_ns == stamp
     r = CliRunner().invoke(main, ["prepare", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 3 and "none: no photos" in r.output
+
+
+def test_prepare_runs_without_torch_and_other_commands_say_what_to_install(shared, tmp_path):
+    """A runtime-only install (the one mediapipe fits in) has no torch: `prepare` still labels,
+    `fit` fails in one line naming what to install (exit 2)."""
+    import subprocess
+    import sys
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "pose.jpg").write_bytes((shared / "data" / "people" / "pose.jpg").read_bytes())
+    no_torch = ("import sys; sys.modules.update(torch=None, torchvision=None); from scam_train.cli import main; "
+                "main(sys.argv[1:], prog_name='scam-train')")
+    r = subprocess.run([sys.executable, "-c", no_torch, "prepare", "--images", str(photos), "--out",
+                        str(tmp_path / "ds"), "--parser", "builtin"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ds" / "labels" / "pose.png").is_file()
+    r = subprocess.run([sys.executable, "-c", no_torch, "fit", "--data", str(tmp_path / "ds"), "--out",
+                        str(tmp_path / "run")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "scam-train: error: scam-train fit needs torch, which this install lacks: pip install torch==2.13.0 "
+        "&& pip install 'scam[train]' (a runtime-only install runs scam-train prepare)"]

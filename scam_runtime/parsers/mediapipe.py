@@ -17,9 +17,10 @@ import threading
 
 import numpy as np
 
-from .errors import LabelError, UsageError
-from .geometry import Fit
-from .parsing import ParserOptions, ProbabilityParser, builtin_refiners
+from ..errors import LabelError, UsageError
+from ..geometry import Fit
+from .base import ParserOptions, ProbabilityParser
+from .onnx import builtin_refiners
 
 FACE_GROW = (0.5, 0.75, 0.25)  # sideways, above, below, in face-box widths/heights
 

@@ -1,0 +1,170 @@
+"""The library calls (`replace_video`, `replace_image`), the one atomic writer, and the parser
+description format shared by `parser-fit` and the ONNX parser."""
+import json
+import sys
+
+import av
+import numpy as np
+import pytest
+from conftest import make_plate
+from PIL import Image
+
+from models.synthetic import person_labels
+from scam_runtime import SubjectReplacer, VideoOptions, replace_image, replace_video
+from scam_runtime.atomic import atomic_path, partial_path, write_image, write_json
+from scam_runtime.errors import LabelError, OutputError, UsageError
+from scam_runtime.labels import merge_table
+from scam_runtime.parsers import BUILTIN_MODEL, CropSpec, OnnxParser, ParserDescription
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jobs")
+    make_plate(d, N, seed=5, audio=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def replacer(small_bundle):
+    return SubjectReplacer(small_bundle, warn=lambda m: None)
+
+
+def test_replace_video_defaults_beside_the_source_and_reports(replacer, plate, tmp_path):
+    clip = tmp_path / "shot.mkv"
+    clip.write_bytes((plate / "in.mkv").read_bytes())
+    notes = []
+    report = replace_video(clip, plate / "actor.png", replacer=replacer, progress="none", note=notes.append,
+                           options=VideoOptions(subject_mask=plate / "actor_mask.png", masks=str(plate / "masks"),
+                                                codec="ffv1"))
+    assert report.output == str(tmp_path / "shot.scam.mkv") and report.frames == N and report.skipped == 0
+    with av.open(report.output) as c:
+        assert sum(1 for _ in c.decode(video=0)) == N
+    assert notes == []  # masks given: no parser was made
+    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+        replace_video(clip, plate / "actor.png", replacer=replacer, progress="none",
+                      options=VideoOptions(subject_mask=plate / "actor_mask.png", masks=str(plate / "masks")))
+
+
+def test_replace_video_takes_an_encoded_subject_and_resumes_sequences(replacer, plate, tmp_path):
+    subject = replacer.encode_subject(np.asarray(Image.open(plate / "actor.png")), person_labels(200, 120))
+    pattern = str(tmp_path / "out.%04d.png")
+    options = VideoOptions(masks=str(plate / "masks"), frames="0-1")
+    first = replace_video(plate / "in.mkv", subject, pattern, replacer=replacer, progress="none", options=options)
+    assert (first.frames, first.skipped) == (2, 0)
+    again = replace_video(plate / "in.mkv", subject, pattern, replacer=replacer, progress="none",
+                          options=VideoOptions(masks=str(plate / "masks"), resume=True))
+    assert (again.frames, again.skipped) == (N - 2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"out.{i:04d}.png" for i in range(N)]
+
+
+def test_the_subject_label_map_is_checked_once_and_named(small_bundle, plate, tmp_path):
+    """A subject mask of another size: one resize warning, naming its file."""
+    Image.fromarray(person_labels(100, 60)).save(tmp_path / "small_mask.png")
+    warnings = []
+    replacer = SubjectReplacer(small_bundle, warn=warnings.append)
+    out = replace_image(plate / "actor.png", plate / "actor.png", tmp_path / "o.png", replacer=replacer,
+                        subject_mask=tmp_path / "small_mask.png", mask=plate / "actor_mask.png")
+    assert out.is_file()
+    resized = [w for w in warnings if "resized" in w]
+    assert len(resized) == 1 and resized[0].startswith(str(tmp_path / "small_mask.png")), warnings
+
+
+def test_an_exr_output_of_an_8bit_image_is_composited_in_linear_light(replacer, plate, tmp_path):
+    pytest.importorskip("OpenEXR")
+    from scam_runtime.colour import SRGB8_TO_LINEAR
+    from scam_runtime.composite import composite_linear
+    from scam_runtime.exr import read_exr
+    target = np.asarray(Image.open(plate / "actor.png"))
+    png = replace_image(plate / "actor.png", plate / "actor.png", tmp_path / "o.png", replacer=replacer,
+                        subject_mask=plate / "actor_mask.png", mask=plate / "actor_mask.png",
+                        write_matte=tmp_path / "m.png", write_raw=tmp_path / "r.png")
+    exr = replace_image(plate / "actor.png", plate / "actor.png", tmp_path / "o.exr", replacer=replacer,
+                        subject_mask=plate / "actor_mask.png", mask=plate / "actor_mask.png")
+    matte = np.asarray(Image.open(tmp_path / "m.png")).astype(np.float32) / 255
+    raw = np.asarray(Image.open(tmp_path / "r.png"))
+    written = read_exr(exr).rgb
+    expected = composite_linear(SRGB8_TO_LINEAR[target].astype(np.float16), raw, matte)
+    inside = matte > 0.999
+    assert np.array_equal(written[~(matte > 0)], SRGB8_TO_LINEAR[target][~(matte > 0)].astype(np.float16))
+    assert np.abs(written[inside].astype(np.float32) - expected[inside].astype(np.float32)).max() < 1e-3
+    assert png.is_file()
+
+
+def test_atomic_writes_leave_the_final_name_or_nothing(tmp_path):
+    target = tmp_path / "frame.0001.png"
+    assert partial_path(target) == tmp_path / ".frame.0001.partial.png"
+    partial_path(target).write_bytes(b"stale partial of a killed run")
+    write_image(target, np.zeros((4, 5, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.0001.png"]
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "report.json") as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.0001.png"]
+    with pytest.raises(OutputError, match="only the main output can be an EXR"):
+        write_image(tmp_path / "m.exr", np.zeros((4, 5), np.uint8))
+    folder = tmp_path / "bundle"
+    for version in ("one", "two"):  # a folder replaces the folder of that name as a whole
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            write_json(tmp / "v.json", {"v": version})
+    assert json.loads((folder / "v.json").read_text()) == {"v": "two"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "frame.0001.png"]
+
+
+def test_parser_description_round_trips_and_feeds_the_onnx_parser(tmp_path):
+    builtin = ParserDescription.load(BUILTIN_MODEL.with_suffix(".json"))
+    assert builtin.refine == ("builtin_face.onnx",) and builtin.extra["trained_on"]
+    face = ParserDescription.load(BUILTIN_MODEL.with_name("builtin_face.json"))
+    assert face.crop == CropSpec("face", 2.6, 0.35) and face.passes == 2
+    for description in (builtin, face):
+        description.write(tmp_path / "d.json")
+        assert ParserDescription.load(tmp_path / "d.json") == description
+    # a copy of the built-in model under a merge map: its labels land where the map says
+    (tmp_path / "p.onnx").write_bytes(BUILTIN_MODEL.read_bytes())
+    ParserDescription(("bg", "head", "rest"), builtin.height, builtin.width,
+                      merge={"face": ["head"], "body": ["rest"]}).write(tmp_path / "p.json")
+    parser = OnnxParser(tmp_path / "p.onnx", ("background", "face", "body"))
+    assert parser.lut.tolist() == [0, 1, 2]
+    (tmp_path / "p.json").write_text(json.dumps({"labels": ["a"], "input": {"height": "x"}}))
+    with pytest.raises(LabelError, match="p.json: not a parser description"):
+        OnnxParser(tmp_path / "p.onnx", ("background", "face", "body"))
+
+
+def test_one_merge_rule_for_parsers_and_training_schemes():
+    from scam_train.schemes import parse_scheme
+    source = ["bg", "hair", "skin", "coat", "shoe"]
+    merge = {"face": ["hair", "skin"], "body": ["coat"]}
+    scheme = parse_scheme({"labels": ["background", "face", "body"], "source_labels": source, "merge": merge,
+                           "default": "background"}, "t")
+    assert scheme.lut.tolist() == merge_table(source, ("background", "face", "body"), merge, "background").tolist()
+    assert scheme.lut.tolist() == [0, 1, 1, 2, 0]
+    assert merge_table(source, ("background", "face", "body"), merge).tolist() == [-1, 1, 1, 2, -1]
+
+
+def test_option_help_shows_the_dataclass_defaults():
+    from click.testing import CliRunner
+
+    from scam_export.cli import main as export_main
+    from scam_export.options import ExportOptions
+    from scam_train.cli import main as train_main
+    from scam_train.config import TrainConfig
+    from scam_train.parser_fit import ParserTrainConfig
+    def help_of(main, *args):
+        return " ".join(CliRunner().invoke(main, [*args, "--help"]).output.split())
+
+    fit_help = help_of(train_main, "fit")
+    assert f"[default: {TrainConfig.max_steps}]" in fit_help and f"[default: {TrainConfig.lr}]" in fit_help
+    parser_help = help_of(train_main, "parser-fit")
+    assert f"[default: {ParserTrainConfig.epochs}]" in parser_help and "[default: 24,48,64,128,192]" in parser_help
+    assert f"[default: {ExportOptions.opset};" in help_of(export_main)
+
+
+def test_importing_the_atomic_writer_loads_neither_pyav_nor_onnxruntime():
+    """Training writes checkpoints through scam_runtime.atomic: that must stay cheap."""
+    import subprocess
+    code = "import sys, scam_runtime.atomic; print(sorted({'av', 'onnxruntime'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
