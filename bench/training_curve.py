@@ -1,9 +1,10 @@
 """PSNR on the held-out photos against CPU-hours of training, as a PNG (no plotting library).
 
-    python bench/training_curve.py RUN --cpu 353=1823 --cpu 2000=9000 -o curve.png
+    python bench/training_curve.py RUN --cpu 353=1823 --cpu 2000=9000 [--report 2012=last.eval.json] -o curve.png
 
 Points are the `RUN/step_NNNNNNN.eval.json` reports of `scam-train evaluate` (their
-`psnr_db`). CPU-hours per step come from `--cpu STEP=SECONDS` anchors (the training
+`psnr_db`), and `--report STEP=FILE` for a checkpoint that is not a snapshot (the last.pt
+a run stopped with). CPU-hours per step come from `--cpu STEP=SECONDS` anchors (the training
 process's CPU time, e.g. from `ps -o time`, when it stopped at STEP), interpolated
 linearly by step between them from 0 at step 0: the run may change thread counts between
 anchors (a resumed run), which wall time alone would hide.
@@ -21,12 +22,9 @@ from PIL import Image, ImageDraw
 W, H, MARGIN = 720, 420, 60
 
 
-def read_points(run: Path) -> list[tuple[int, float]]:
-    points = []
-    for report in sorted(run.glob("step_*.eval.json")):
-        step = int(re.search(r"step_(\d+)", report.name).group(1))
-        points.append((step, float(json.loads(report.read_text())["psnr_db"])))
-    return points
+def read_points(run: Path, extra: list[tuple[int, Path]]) -> list[tuple[int, float]]:
+    reports = [(int(re.search(r"step_(\d+)", p.name).group(1)), p) for p in run.glob("step_*.eval.json")]
+    return sorted((step, float(json.loads(p.read_text())["psnr_db"])) for step, p in reports + extra)
 
 
 def cpu_hours(step: int, anchors: list[tuple[int, float]]) -> float:
@@ -69,11 +67,14 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--cpu", action="append", required=True, metavar="STEP=SECONDS",
                     help="cumulative CPU seconds of the training process at STEP (repeatable)")
+    ap.add_argument("--report", action="append", default=[], metavar="STEP=FILE",
+                    help="an evaluate report of the checkpoint at STEP that is not a snapshot (repeatable)")
     ap.add_argument("--target", type=float, default=16.0)
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
     anchors = [(int(s), float(c)) for s, c in (a.split("=", 1) for a in args.cpu)]
-    rows = [(cpu_hours(step, anchors), psnr, step) for step, psnr in read_points(args.run)]
+    extra = [(int(s), Path(f)) for s, f in (r.split("=", 1) for r in args.report)]
+    rows = [(cpu_hours(step, anchors), psnr, step) for step, psnr in read_points(args.run, extra)]
     rows = [r for r in rows if not np.isnan(r[0])]
     print("| step | CPU-hours | PSNR (dB) |\n|---|---|---|")
     for hours, psnr, step in rows:

@@ -76,22 +76,23 @@ class VideoReport:
 class StillParser:
     """The parser for single images (subject, target), made on first use and then shared."""
 
-    def __init__(self, name: str, replacer: SubjectReplacer, note: Note = _silent) -> None:
-        self.name, self.replacer, self.note = name, replacer, note
+    def __init__(self, name: str, replacer: SubjectReplacer, note: Note = _silent, what: str = "subject") -> None:
+        self.name, self.replacer, self.note, self.what = name, replacer, note, what
         self._parser: Parser | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self._parser is None:
             self._parser = make_parser(self.name, self.replacer, ParserOptions(backend=self.replacer.backend),
-                                       self.note)
+                                       self.note, self.what)
         return self._parser(image)
 
 
-def make_parser(name: str, replacer: SubjectReplacer, options: ParserOptions, note: Note = _silent) -> Parser:
+def make_parser(name: str, replacer: SubjectReplacer, options: ParserOptions, note: Note = _silent,
+                what: str = "frames") -> Parser:
     if name == "auto":
         name = auto_parser_name()
     parser = get_parser(name, replacer.bundle.labels, options)
-    note(f"label maps from the {name} parser")
+    note(f"{what}: label maps from the {name} parser")
     return parser
 
 
@@ -133,7 +134,7 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
             guard_file(path, inputs, overwrite, option)
             if not path.parent.is_dir():
                 raise OutputError(f"{path.parent}: output folder missing")
-    still = StillParser(parser, replacer, note)
+    still = StillParser(parser, replacer, note, "subject and target")
     subj = load_subject(replacer, subject, subject_mask, still)
     image, plate = read_plate(target)
     frame = Frame(0, 0, image, plate=plate)

@@ -233,8 +233,8 @@ def test_builtin_parser_on_people_photos(shared):
 
 
 def test_mediapipe_parser_on_people_photos(shared):
-    pytest.importorskip("mediapipe", reason="mediapipe extra not installed (it needs a runtime-only environment: "
-                                            "mediapipe 0.10.14 pins protobuf<5, onnx and tensorboard need >=6)")
+    pytest.importorskip("mediapipe", reason="mediapipe extra not installed (pip install -e '.[all]' adds it beside "
+                                            "training: it holds protobuf below 5, so pip picks older onnx)")
     ious = _person_ious(shared, "mediapipe")
     assert all(ious[k] >= MEDIAPIPE_FLOORS[k] for k in ious), ious
 
