@@ -36,21 +36,19 @@ def _remove(path: Path) -> None:
 
 
 def _sync(path: Path) -> None:
-    """Flush a written file to disk before the rename makes it visible (a folder's files too)."""
-    for file in (path.rglob("*") if path.is_dir() else [path]):
-        if file.is_file():
-            fd = os.open(file, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    """Flush a written file to disk before the rename makes it visible."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, sync: bool = False) -> Iterator[Path]:
     """Yields the partial path to write; renames it to `path` when the block completes and
-    removes it when the block raises. `sync`: fsync first (checkpoints: a crash right after
-    must not leave an empty file under the final name). A folder replaces an existing
+    removes it when the block raises. `sync` (files): fsync first (checkpoints: a crash right
+    after must not leave an empty file under the final name). A folder replaces an existing
     folder of that name; a file replaces a file."""
     path = Path(path)
     tmp = partial_path(path)

@@ -141,7 +141,7 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
     if out.suffix.lower() == ".exr":
         frame = frame.with_linear_plate()
     labels, source = (still(image), None) if mask is None else (read_labels(mask), str(mask))
-    result = replacer.process(frame.pixels, labels, subj, source=source)
+    result = replacer.process(frame.pixels, labels, subj, source=source, display=frame.image)
     for path, picture in ((write_matte, np.round(result.matte * 255).astype(np.uint8)),
                           (write_raw, result.generated)):
         if path is not None:

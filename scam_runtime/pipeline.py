@@ -122,7 +122,8 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             if item is not _END:
                 pending.append(item)
             if pending and (item is _END or len(pending) == batch):
-                results = replacer.generate_batch([f.pixels for f, _ in pending], [lab for _, lab in pending], subject)
+                results = replacer.generate_batch([f.pixels for f, _ in pending], [lab for _, lab in pending], subject,
+                                                  displays=[f.image for f, _ in pending])
                 for (frame, _), result in zip(pending, results):
                     while True:
                         try:

@@ -147,14 +147,15 @@ class SubjectReplacer:
         return dict(self._sources)
 
     def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                      sources: Sequence[str | None] | None = None
+                      sources: Sequence[str | None] | None = None, known: Sequence[np.ndarray] | None = None
                       ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """`sources` name the label maps in messages (their files), else "label map i"."""
+        """`sources` name the label maps in messages (their files), else "label map i";
+        `known`: the images' 8-bit sRGB views where the caller has them already."""
         fits, xs, ls, frame_labels, displays = [], [], [], [], []
         sources = sources or [None] * len(images)
         model_hw = (self.bundle.height, self.bundle.width)
         for i, (image, lab) in enumerate(zip(images, labels)):
-            image = display_rgb(np.asarray(image), f"image {i}")
+            image = known[i] if known is not None else display_rgb(np.asarray(image), f"image {i}")
             displays.append(image)
             lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2],
                                sources[i] or f"label map {i}", self.warn)
@@ -205,9 +206,11 @@ class SubjectReplacer:
                 z[b, start:stop] = current
         return z
 
-    def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject, source: str | None = None) -> Result:
-        """One frame; `source` names its label map in messages (its file)."""
-        return self.finish(self.generate_batch([frame], [labels], subject, [source])[0])
+    def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject, source: str | None = None,
+                display: np.ndarray | None = None) -> Result:
+        """One frame; `source` names its label map in messages (its file); `display`: see `generate_batch`."""
+        displays = None if display is None else [display]
+        return self.finish(self.generate_batch([frame], [labels], subject, [source], displays)[0])
 
     def process_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                       subject: Subject) -> list[Result]:
@@ -215,12 +218,15 @@ class SubjectReplacer:
         return [self.finish(g) for g in self.generate_batch(frames, labels, subject)]
 
     def generate_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                       subject: Subject, sources: Sequence[str | None] | None = None) -> list[Generated]:
-        """The model half of `process_batch`; `finish` each item (in any thread) for its Result."""
+                       subject: Subject, sources: Sequence[str | None] | None = None,
+                       displays: Sequence[np.ndarray] | None = None) -> list[Generated]:
+        """The model half of `process_batch`; `finish` each item (in any thread) for its Result.
+        `displays`: the frames' uint8 sRGB views when the caller has them (an EXR plate is read
+        with one), so a float frame is not encoded to 8 bits a second time per frame."""
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
         with self.times.stage("prepare"):
-            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels, sources)
+            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels, sources, displays)
             self._check_subject(subject, frame_labels)
         with self.times.stage("encode"):
             z_frames = self.encoder.run(image=x, labels=lab)
