@@ -3,6 +3,7 @@ pure-inference fps of the same graphs and against PyTorch eager of the same chec
 
     python bench/runtime.py [--presets small paper] [--frames 60] [--batch 1]
     python bench/runtime.py --provider trt-engine --precision fp16   # GPU: engines built first
+    python bench/runtime.py --ckpt models/default_model.pt --precision int8 --provider openvino
 
 On a GPU provider the eager baseline runs on CUDA too (fp32).
 
@@ -10,7 +11,8 @@ Input: ../shared/data/video/pose_1.mp4 (576×576, 30 fps) with per-frame label m
 the built-in parser before the timed run and read back from PNG files during it (what
 `scam-run video --masks DIR` does: the matte and blend cost depends on the person's
 extent, so the maps must look like real ones), random-weight checkpoints exported at
-256×170 (the fit letterboxes the square frame). Output: H.264.
+256×170 (the fit letterboxes the square frame), or `--ckpt` at its own resolution; int8
+bundles are calibrated on the ccp-train photos (labels3). Output: H.264.
 Stage seconds are summed over the streaming run, whose threads overlap decode, inference
 and encode; "pure inference" runs the two graphs alone on the same model inputs.
 """
@@ -29,6 +31,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/models.py must not shadow models/
+from ccp import linked_split, split_names  # noqa: E402
 from models import load_checkpoint, one_hot  # noqa: E402
 from models.synthetic import person_labels, random_checkpoint  # noqa: E402
 from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
@@ -71,7 +75,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--provider", choices=PROVIDER_CHOICES, default="cpu")
-    ap.add_argument("--precision", choices=["fp32", "fp16"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    ap.add_argument("--precision-hint", choices=["auto", "bf16", "f32"], default="auto", help="openvino")
+    ap.add_argument("--ckpt", type=Path, help="this checkpoint instead of random-weight presets")
     ap.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "data" / "video" / "pose_1.mp4")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,17 +85,21 @@ def main() -> None:
     frames = FrameRange(0, args.frames - 1)
     masks = write_label_maps(args.video, frames, tmp / "masks", args.threads)
     rows = []
-    for preset in args.presets:
-        ckpt = random_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
+    calibration = linked_split(split_names("ccp-train"), "labels3", tmp / "calibration")
+    for preset in [args.ckpt.stem] if args.ckpt else args.presets:
+        ckpt = args.ckpt or random_checkpoint(tmp / f"{preset}.pt", preset=preset, height=256, width=170)
         bundle = tmp / f"{preset}.bundle"
-        export_bundle(ckpt, bundle, ExportOptions(precision=args.precision, max_batch=max(8, args.batch)),
+        export_bundle(ckpt, bundle, ExportOptions(precision=args.precision, max_batch=max(8, args.batch),
+                                                  calibration=str(calibration) if args.precision == "int8" else None),
                       log=lambda m: None)
         if args.provider == "trt-engine":
             build_engines(bundle, log=lambda m: None)
-        replacer = SubjectReplacer(bundle, backend=BackendOptions(args.provider, threads=args.threads),
+        replacer = SubjectReplacer(bundle, backend=BackendOptions(args.provider, threads=args.threads,
+                                                                  precision_hint=args.precision_hint),
                                    warn=lambda m: None)
         rng = np.random.default_rng(0)
-        subject = replacer.encode_subject(rng.integers(0, 256, (256, 170, 3), dtype=np.uint8), person_labels(256, 170))
+        h, w = replacer.bundle.height, replacer.bundle.width
+        subject = replacer.encode_subject(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), person_labels(h, w))
         replacer.times.seconds.clear()
         start = time.perf_counter()
         n = replace_video(args.video, subject, tmp / f"{preset}.mp4", replacer=replacer, progress="none",
@@ -107,7 +117,7 @@ def main() -> None:
             inputs.append((fit.image_to_model(frame.image)[None], labels[None]))
         reader.close()
         _, enc, gen = load_checkpoint(ckpt)
-        device = torch.device("cpu" if args.provider == "cpu" else "cuda")
+        device = torch.device("cpu" if args.provider in ("cpu", "openvino") else "cuda")
         enc, gen = enc.to(device), gen.to(device)
 
         def graphs(x: np.ndarray, lab: np.ndarray) -> None:
@@ -122,7 +132,8 @@ def main() -> None:
         rows.append((preset, n, wall, stages, pure, eager))
 
     print(f"# {args.video.name}, {args.frames} frames, batch {args.batch}, provider {args.provider} "
-          f"(CPU {args.threads} threads), bundles at 256x170 {args.precision} (label-sparse), H.264 out")
+          f"(CPU {args.threads} threads), bundles at {replacer.bundle.height}x{replacer.bundle.width} {args.precision} "
+          f"(label-sparse), H.264 out")
     print("| preset | " + " | ".join(f"{s} (ms/frame)" for s in STAGES) + " | end-to-end fps | pure inference fps "
           "| e2e / pure | eager fps | ORT / eager |")
     print("|---" * (len(STAGES) + 6) + "|")

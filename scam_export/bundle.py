@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ from scam_runtime.atomic import atomic_path
 from scam_runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_NAME, sha256_file
 
 from .graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx
+from .int8 import CalibrationSet, Int8Search
 from .options import ExportOptions
 from .parity import ParityReport, check_parity
 from .weights import store_weights_fp16
@@ -83,13 +85,17 @@ def export_bundle(ckpt: Path, out: Path, options: ExportOptions = ExportOptions(
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"{out.parent}: not writable")
     path = choose_attention(config, options.attention)
+    calibration = None
+    if options.precision == "int8":  # read (and fail on) the photos before minutes of export
+        calibration = CalibrationSet.load(Path(options.calibration), options.calibration_labels,
+                                          options.calibration_images, config)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        return _build(ckpt, tmp, config, encoder, generator, options, path, log)
+        return _build(ckpt, tmp, config, encoder, generator, options, path, calibration, log)
 
 
 def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, options: ExportOptions,
-           attention_path: str, log: Callable[[str], None]) -> dict:
+           attention_path: str, calibration: CalibrationSet | None, log: Callable[[str], None]) -> dict:
     batch = 2
     torch.manual_seed(0)
     image = torch.rand(batch, 3, config.height, config.width) * 2 - 1
@@ -97,20 +103,27 @@ def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, op
     with torch.no_grad():
         latents = encoder(image, one_hot(labels.long(), config.num_labels))
     generator.attention_path = attention_path
-    graphs = {}
-    for name, graph, example in (
-            ("encoder", EncoderGraph(encoder, options.precision), (image, labels)),
-            ("generator", GeneratorGraph(generator, options.precision), (labels, latents))):
-        log(f"exporting {name} ({options.precision}, opset {options.opset}, attention {attention_path})...")
-        target = folder / f"{name}.onnx"
-        export_onnx(graph, example, target, options.opset, options.max_batch)
-        if options.weights == "fp16" and options.precision == "fp32":
-            log(f"storing {name} weights in fp16 ({store_weights_fp16(target)} tensors)")
-        graphs[name] = {"file": target.name, **_graph_io(check_graph(target))}
+    int8 = calibration is not None
+    traced = "fp32" if int8 else options.precision  # int8 quantizes the fp32 graphs
+    graphs, quantization, parity_inputs = {}, None, None
+    with tempfile.TemporaryDirectory(prefix="scam-export-") as work:
+        work_dir = Path(work)
+        for name, graph, example in (
+                ("encoder", EncoderGraph(encoder, traced), (image, labels)),
+                ("generator", GeneratorGraph(generator, traced), (labels, latents))):
+            log(f"exporting {name} ({traced}, opset {options.opset}, attention {attention_path})...")
+            target = (work_dir if int8 else folder) / f"{name}.onnx"
+            export_onnx(graph, example, target, options.opset, options.max_batch)
+            if options.weights == "fp16" and options.precision == "fp32":
+                log(f"storing {name} weights in fp16 ({store_weights_fp16(target)} tensors)")
+        if int8:
+            quantization, parity_inputs = _quantize(work_dir, folder, config, options, calibration, log)
+    for name in ("encoder", "generator"):
+        graphs[name] = {"file": f"{name}.onnx", **_graph_io(check_graph(folder / f"{name}.onnx"))}
     log("checking parity against the checkpoint in PyTorch...")
     generator.attention_path = "dense"  # the reference's form
     report = check_parity(folder / "encoder.onnx", folder / "generator.onnx", encoder, generator,
-                          options.precision, options.weights)
+                          options.precision, options.weights, inputs=parity_inputs)
     log(f"parity: latents max abs {report.encoder_latents_max_abs:.2e}, generator "
         f"{report.generator_psnr_db:.1f} dB, end to end {report.end_to_end_psnr_db:.1f} dB "
         f"(minimum {report.min_psnr_db:.0f} dB)")
@@ -118,8 +131,23 @@ def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, op
         raise ParityError(f"{ckpt}: parity check failed: generator {report.generator_psnr_db:.1f} dB, "
                           f"end to end {report.end_to_end_psnr_db:.1f} dB < {report.min_psnr_db:.0f} dB")
     manifest = _manifest(ckpt, folder, config, options, attention_path, graphs, report)
+    if quantization is not None:
+        manifest["int8"] = quantization
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _quantize(fp32_dir: Path, folder: Path, config: ModelConfig, options: ExportOptions, data: CalibrationSet,
+              log: Callable[[str], None]) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """int8 graphs into `folder`; returns the search's report (for the manifest) and the
+    photos it held out of calibration (the parity check's inputs)."""
+    log(f"int8: calibrating on {options.calibration} ({len(data.images)} photos)...")
+    with tempfile.TemporaryDirectory(prefix="scam-int8-") as work:
+        search = Int8Search(folder, fp32_dir / "encoder.onnx", fp32_dir / "generator.onnx", data, config, Path(work))
+        report = search.run(options.int8_target_db, log)
+    return ({**report.to_dict(), "calibration": {"folder": Path(options.calibration).name,
+                                                 "labels": options.calibration_labels}},
+            (search.check.images, search.check.labels))
 
 
 def _manifest(ckpt: Path, folder: Path, config: ModelConfig, options: ExportOptions, attention_path: str,
@@ -135,7 +163,7 @@ def _manifest(ckpt: Path, folder: Path, config: ModelConfig, options: ExportOpti
         "normalisation": NORMALISATION,
         "noise": options.noise,
         "precision": options.precision,
-        "weights": options.weights if options.precision == "fp32" else options.precision,
+        "weights": options.weights if options.precision == "fp32" else options.precision,  # int8: int8
         "attention_path": attention_path,
         "max_batch": options.max_batch,
         "opset": options.opset,

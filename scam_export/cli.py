@@ -9,7 +9,7 @@ import click
 
 from scam_runtime.failure import Terminated, fail, sigterm_raises
 
-from . import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
+from . import EXIT_BAD_CALIBRATION, EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
 from .options import ATTENTION, NOISE, PRECISIONS, TRT_WORKSPACE, WEIGHTS, ExportOptions
 
 DEFAULTS = ExportOptions()
@@ -29,6 +29,7 @@ def _run(action: Callable[[], None], debug: bool) -> None:
     from scam_runtime.bundle import BundleError
 
     from .bundle import ParityError
+    from .int8 import CalibrationError
     from .trt import TensorRTUnavailable
     try:
         with sigterm_raises():
@@ -39,6 +40,8 @@ def _run(action: Callable[[], None], debug: bool) -> None:
         _fail(str(exc), EXIT_BAD_CHECKPOINT, debug)
     except ParityError as exc:
         _fail(str(exc), EXIT_PARITY, debug)
+    except CalibrationError as exc:
+        _fail(f"int8 calibration: {exc}", EXIT_BAD_CALIBRATION, debug)
     except OSError as exc:  # includes FileExistsError and PermissionError
         _fail(f"cannot write the bundle: {exc}", EXIT_UNWRITABLE, debug)
     except KeyboardInterrupt:
@@ -54,7 +57,14 @@ def _run(action: Callable[[], None], debug: bool) -> None:
 @click.option("--opset", type=click.IntRange(17, 20), default=DEFAULTS.opset, show_default=True,
               help="ONNX opset (17..20: LayerNormalization needs 17, TensorRT 10 reads up to 20)")
 @click.option("--max-batch", type=click.IntRange(1, 256), default=DEFAULTS.max_batch, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULTS.precision, show_default=True,
+              help="graph arithmetic; int8: static QDQ quantization for CPUs, calibrated on --calibration")
+@click.option("--calibration", type=click.Path(file_okay=False), default=None,
+              help="int8: folder of photos (images/) and label maps in the model's ids (training layout)")
+@click.option("--calibration-labels", default=DEFAULTS.calibration_labels, show_default=True,
+              help="int8: the label folder inside --calibration (e.g. labels3)")
+@click.option("--calibration-images", type=click.IntRange(4, 4096), default=DEFAULTS.calibration_images,
+              show_default=True, help="int8: photos used, spread over the folder (a quarter checks the layer search)")
 @click.option("--weights", type=click.Choice(WEIGHTS), default=DEFAULTS.weights, show_default=True,
               help="storage of an fp32 bundle's weights: fp16 halves the files, arithmetic stays fp32 "
                    "(parity gate 45 dB)")
@@ -68,8 +78,8 @@ def _run(action: Callable[[], None], debug: bool) -> None:
 @click.option("--debug", is_flag=True, help="show tracebacks")
 @click.pass_context
 def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int, max_batch: int,
-         precision: str, weights: str, noise: str, attention: str, build_trt: bool, trt_workspace: str,
-         force: bool, debug: bool) -> None:
+         precision: str, calibration: str | None, calibration_labels: str, calibration_images: int, weights: str,
+         noise: str, attention: str, build_trt: bool, trt_workspace: str, force: bool, debug: bool) -> None:
     """Export a SCAM checkpoint to a verified ONNX (and TensorRT) bundle."""
     ctx.obj = {"debug": debug}
     if ctx.invoked_subcommand is not None:
@@ -83,8 +93,15 @@ def main(ctx: click.Context, ckpt: Path | None, output: Path | None, opset: int,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--trt-workspace")
     out = output or ckpt.with_name(f"{ckpt.stem}.bundle")
-    options = ExportOptions(opset=opset, max_batch=max_batch, precision=precision, noise=noise,
-                            attention=attention, weights=weights)
+    if build_trt and precision == "int8":
+        raise click.UsageError("--trt: int8 bundles are the CPU path (ONNX Runtime, OpenVINO); build engines "
+                               "from an fp16 or fp32 bundle")
+    try:
+        options = ExportOptions(opset=opset, max_batch=max_batch, precision=precision, noise=noise,
+                                attention=attention, weights=weights, calibration=calibration,
+                                calibration_labels=calibration_labels, calibration_images=calibration_images)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
 
     def action() -> None:
         export_bundle(ckpt, out, options, force=force, log=_log)

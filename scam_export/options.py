@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 DEFAULT_OPSET = 18           # LayerNormalization needs 17; TensorRT 10 reads up to 20
 TRT_WORKSPACE = "4G"         # TensorRT builder workspace limit
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHTS = ("fp32", "fp16")
 NOISE = ("const", "none")
 ATTENTION = ("auto", "dense", "sparse")
@@ -20,3 +20,11 @@ class ExportOptions:
     noise: str = "const"       # generator noise baked into the graph, or none
     attention: str = "auto"    # dense | sparse | auto (label-sparse where the layout allows)
     weights: str = "fp32"      # storage of fp32 graphs' weights: fp32, or fp16 cast back to fp32 at load
+    calibration: str | None = None    # int8: folder of photos + label maps (training layout)
+    calibration_labels: str = "labels"  # its label folder (e.g. labels3 in CCP)
+    calibration_images: int = 48      # photos used: 3/4 calibrate, 1/4 check the layer search
+    int8_target_db: float = 38.0      # int8: leave the most sensitive layers fp32 until this close to fp32
+
+    def __post_init__(self) -> None:
+        if self.precision == "int8" and not self.calibration:
+            raise ValueError("--precision int8 needs --calibration DIR (photos and label maps, training layout)")

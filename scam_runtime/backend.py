@@ -2,12 +2,14 @@
 
 `provider="cuda"` means CUDA or an error: nothing falls back silently unless the caller
 opts in with `allow_fallback=True`, and the provider actually used is always reported.
-`trt-engine` (the bundle's own TensorRT engines, `engines.py`) is the one choice that is
-not an ONNX Runtime provider: graphs without an engine (the parsers) run on CUDA then.
+Two choices are not ONNX Runtime providers: `trt-engine` (the bundle's own TensorRT
+engines, `engines.py`; graphs without an engine, the parsers, run on CUDA then) and
+`openvino` (OpenVINO compiling the same ONNX files for the CPU, `openvino_session.py`).
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,8 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 ENGINE_PROVIDER = "trt-engine"
-PROVIDER_CHOICES = (*PROVIDERS, ENGINE_PROVIDER)
+OPENVINO_PROVIDER = "openvino"
+PROVIDER_CHOICES = (*PROVIDERS, ENGINE_PROVIDER, OPENVINO_PROVIDER)
 
 
 class ProviderUnavailable(ProviderFailure):
@@ -32,9 +35,10 @@ class ProviderUnavailable(ProviderFailure):
 
 @dataclass(frozen=True)
 class BackendOptions:
-    provider: str = "cpu"          # cpu | cuda | tensorrt | trt-engine
+    provider: str = "cpu"          # cpu | cuda | tensorrt | trt-engine | openvino
     allow_fallback: bool = False   # if the provider is missing, use the next one down (reported)
-    threads: int = 0               # CPU intra-op threads; 0 = ONNX Runtime's default
+    threads: int = 0               # CPU intra-op threads; 0 = the runtime's default
+    precision_hint: str = "auto"   # openvino: auto (bf16 where native, else f32) | bf16 | f32
 
 
 def available_providers() -> list[str]:
@@ -44,8 +48,9 @@ def available_providers() -> list[str]:
 
 
 def ort_provider(provider: str) -> str:
-    """The ONNX Runtime provider that stands for `provider` on a graph without engines."""
-    return "cuda" if provider == ENGINE_PROVIDER else provider
+    """The ONNX Runtime provider that stands for `provider` on a graph without engines
+    (and for `openvino` where fallback is allowed and OpenVINO is missing)."""
+    return {ENGINE_PROVIDER: "cuda", OPENVINO_PROVIDER: "cpu"}.get(provider, provider)
 
 
 def resolve_providers(options: BackendOptions) -> list[str]:
@@ -97,3 +102,18 @@ class OnnxSession:
             raise ValueError(f"missing inputs: {', '.join(sorted(missing))}")
         with self._lock:  # one run at a time per session keeps memory bounded and order stable
             return self.session.run(None, {k: inputs[k] for k in self.input_names})[0]
+
+
+def open_session(path: Path, options: BackendOptions, warn: Callable[[str], None] | None = None):
+    """`OnnxSession`, or `OpenVinoSession` for provider `openvino` (with `allow_fallback`, ONNX
+    Runtime's CPU provider where OpenVINO is missing, said through `warn`)."""
+    if options.provider == OPENVINO_PROVIDER:
+        from .openvino_session import OpenVinoSession
+        try:
+            return OpenVinoSession(path, options)
+        except ProviderUnavailable as exc:
+            if not options.allow_fallback:
+                raise
+            if warn is not None:
+                warn(f"{exc}; falling back to ONNX Runtime's CPU provider")
+    return OnnxSession(path, options)

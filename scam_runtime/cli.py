@@ -34,6 +34,7 @@ from .jobs import (
     save_subject,
 )
 from .media import AUDIO, CODECS, SequenceReader, is_sequence
+from .openvino_session import PRECISION_HINTS
 from .outputs import guard_file
 from .parsers import BUILTIN_MODEL
 from .progress import PROGRESS_MODES
@@ -83,7 +84,10 @@ def common_options(f):
         click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="bundle folder from scam-export [default: the bundle shipped with scam]"),
         click.option("--provider", type=click.Choice(PROVIDER_CHOICES), default="cpu", show_default=True,
-                     help="ONNX Runtime provider, or trt-engine: the bundle's TensorRT engines for this GPU"),
+                     help="ONNX Runtime provider; trt-engine: the bundle's TensorRT engines for this GPU; "
+                          "openvino: OpenVINO on the CPU (pip install 'scam[openvino]')"),
+        click.option("--precision-hint", type=click.Choice(PRECISION_HINTS), default=BackendOptions.precision_hint,
+                     show_default=True, help="openvino: bf16 where the CPU has it natively (auto), or force bf16/f32"),
         click.option("--allow-fallback", is_flag=True, help="use a lesser provider if the requested one is missing"),
         click.option("--threads", type=click.IntRange(0, 256), default=0, help="CPU threads (0: automatic)"),
         click.option("--fit", type=click.Choice(FIT_MODES), default=REPLACE.fit, show_default=True),
@@ -98,9 +102,9 @@ def common_options(f):
     return f
 
 
-def _common(bundle, provider, allow_fallback, threads, fit, composite, feather, keep, debug,
+def _common(bundle, provider, precision_hint, allow_fallback, threads, fit, composite, feather, keep, debug,
             temporal: str = "per-frame") -> Common:
-    return Common(bundle, BackendOptions(provider, allow_fallback, threads),
+    return Common(bundle, BackendOptions(provider, allow_fallback, threads, precision_hint),
                   ReplaceOptions(fit=fit, composite=composite, feather=feather, keep=tuple(keep), temporal=temporal),
                   debug)
 
@@ -114,12 +118,12 @@ def _replacer(c: Common) -> SubjectReplacer:
     return replacer
 
 
-def _version_of(module: str) -> str:
+def _version_of(module: str, extra: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version(module)
     except PackageNotFoundError:
-        return "not installed (pip install 'scam[mediapipe]')"
+        return f"not installed (pip install 'scam[{extra}]')"
 
 
 PARSER_HELP = ("label parser for images without a label map: auto (mediapipe where installed, else builtin), "
@@ -339,7 +343,12 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
     except ProviderUnavailable as exc:
         device, report["gpu"] = None, str(exc)
     report["parsers"] = {"builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
-                         "mediapipe": _version_of("mediapipe")}
+                         "mediapipe": _version_of("mediapipe", "mediapipe")}
+    report["openvino"] = _version_of("openvino", "openvino")
+    if not report["openvino"].startswith("not installed"):
+        from .openvino_session import cpu_capabilities, inference_precision
+        caps = cpu_capabilities()
+        report["openvino"] += f" (CPU: {', '.join(caps)}; auto precision {inference_precision('auto', caps)})"
     ok = True
     try:
         b = Bundle.load(bundle)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .backend import ENGINE_PROVIDER, BackendOptions, OnnxSession, ProviderUnavailable
+from .backend import ENGINE_PROVIDER, BackendOptions, ProviderUnavailable, open_session
 from .bundle import Bundle, sha256_file
 
 
@@ -154,8 +154,8 @@ def open_sessions(bundle: Bundle, options: BackendOptions,
                 raise
             warn(f"no TensorRT engines: {exc}; falling back to ONNX Runtime")
             options = replace(options, provider="tensorrt")
-    return (OnnxSession(bundle.file(bundle.encoder.file), options),
-            OnnxSession(bundle.file(bundle.generator.file), options))
+    return (open_session(bundle.file(bundle.encoder.file), options, warn),
+            open_session(bundle.file(bundle.generator.file), options))
 
 
 class EngineSession:

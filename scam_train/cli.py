@@ -287,7 +287,10 @@ def slim(ckpt: Path, output: Path, fp32: bool, overwrite: bool, debug: bool) -> 
 @click.option("--labels-dir", cls=DefaultFrom, config=PARSER)
 @click.option("--scheme", cls=DefaultFrom, config=PARSER, help="label scheme of the label maps")
 @click.option("--split", help="training names (subfolder or list file) [default: all but --val-split]")
-@click.option("--val-split", help="held-out names for the per-epoch mIoU (e.g. scam_train/splits/ccp-val.txt)")
+@click.option("--val-split", help="held-out names for the per-epoch mIoU (e.g. scam_train/splits/ccp-val-a.txt)")
+@click.option("--extra", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="another training folder in `prepare`'s layout (images/ + labels/), e.g. photos "
+                   "pseudo-labelled by a teacher parser (repeatable)")
 @click.option("--height", type=int, cls=DefaultFrom, config=PARSER)
 @click.option("--width", type=int, cls=DefaultFrom, config=PARSER)
 @click.option("--widths", cls=DefaultFrom, config=PARSER, help="network channels at strides 2..32",
@@ -296,6 +299,8 @@ def slim(ckpt: Path, output: Path, fp32: bool, overwrite: bool, debug: bool) -> 
               callback=lambda c, p, v: v and tuple(float(x) for x in v.split(",")))
 @click.option("--backdrop", type=click.FloatRange(0, 1), cls=DefaultFrom, config=PARSER,
               help="augmentation: probability of another photo behind (else black)")
+@click.option("--crowd", type=click.FloatRange(0, 1), cls=DefaultFrom, config=PARSER,
+              help="augmentation: probability of 1-2 more people, cut out of other photos, in front")
 @click.option("--crop", help="train a refiner on crops around this label's region instead (the built-in: face)")
 @click.option("--crop-width", type=click.FloatRange(0, min_open=True), cls=DefaultFrom, config=PARSER,
               help="refiner crop width, in sizes of the label's region")
@@ -314,7 +319,7 @@ def parser_fit(debug: bool, **options: Any) -> None:
     """Train the built-in human parser; exports OUT/parser.onnx + .json (load with --parser onnx:PATH)."""
     def action() -> None:
         from .parser_fit import ParserTrainConfig, fit_parser
-        given = {k: v for k, v in options.items() if v is not None}  # the rest: the dataclass defaults
+        given = {k: v for k, v in options.items() if v is not None and v != ()}  # the rest: the defaults
         fit_parser(ParserTrainConfig(**given), note=lambda m: click.echo(m, err=True))
     _run(action, debug)
 
@@ -351,12 +356,14 @@ def parser_eval(data: str, labels_dir: str, scheme: str, split: str | None, pars
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="dataset folder to write")
 @click.option("--parser", default="auto", show_default=True,
               help="auto (mediapipe where installed, else builtin), builtin, mediapipe, onnx:PATH")
+@click.option("--keep", type=click.Choice(["largest", "all"]), default="largest", show_default=True,
+              help="people labelled: the main subject, or everyone (e.g. parser training data)")
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
-def prepare(images: str, out: str, parser: str, debug: bool) -> None:
+def prepare(images: str, out: str, parser: str, keep: str, debug: bool) -> None:
     """Label a plain folder of photos: OUT/images/ (copies) + OUT/labels/ (bfb3 ids), ready for `fit`."""
     def action() -> None:
         from .prepare import prepare_folder
         with _item_bar("labelling") as each:
-            count = prepare_folder(Path(images), Path(out), parser, each=each)
+            count = prepare_folder(Path(images), Path(out), parser, keep, each=each)
         click.echo(f"{count} photos labelled in {out}")
     _run(action, debug)

@@ -28,10 +28,12 @@ class ParserAugment:
     blur: float = 0.3                         # probability of a Gaussian blur (radius up to 2 px)
     colour: float = 0.35                      # brightness, contrast, saturation jitter
     grey: float = 0.05                        # probability of a greyscale frame
+    crowd: float = 0.0                        # probability of 1-2 more people cut out of other photos in front:
+    #                                           every person is `person` (photos label only their subject)
 
     @classmethod
     def none(cls) -> ParserAugment:
-        return cls(scale=(1.0, 1.0), rotate=0.0, backdrop=0.0, flip=False, blur=0.0, colour=0.0, grey=0.0)
+        return cls(scale=(1.0, 1.0), rotate=0.0, backdrop=0.0, flip=False, blur=0.0, colour=0.0, grey=0.0, crowd=0.0)
 
 
 def _load(pair: Pair, scheme: LabelScheme, max_height: int) -> tuple[Image.Image, Image.Image]:
@@ -104,7 +106,29 @@ class ParserDataset(torch.utils.data.Dataset):
         left = (self.width - w) // 2 if zoom == 1 else rng.randint(min(0, self.width - w), max(0, self.width - w))
         canvas.paste(im, (left, top), valid)
         ids.paste(lab, (left, top), valid)
+        if rng.random() < a.crowd:
+            for _ in range(rng.randint(1, 2)):
+                self._add_person(canvas, ids, rng)
         return _finish(canvas, ids, a, rng)
+
+    def _add_person(self, canvas: Image.Image, ids: Image.Image, rng: random.Random) -> None:
+        """Another photo's subject, cut out along its labels, pasted at a random size and place."""
+        im, lab = self.items[rng.randrange(len(self.items))]
+        ys, xs = np.nonzero(np.asarray(lab))
+        if not len(ys):
+            return
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        im, lab = im.crop(box), lab.crop(box)
+        h = max(8, round(self.height * rng.uniform(0.3, 1.0)))
+        w = max(1, round(im.width * h / im.height))
+        im, lab = im.resize((w, h), Image.BILINEAR), lab.resize((w, h), Image.NEAREST)
+        if self.augment.flip and rng.random() < 0.5:
+            im, lab = im.transpose(Image.FLIP_LEFT_RIGHT), lab.transpose(Image.FLIP_LEFT_RIGHT)
+        mask = Image.fromarray(((np.asarray(lab) > 0) * 255).astype(np.uint8))
+        left = rng.randint(-w // 3, max(-w // 3, self.width - 2 * w // 3))
+        top = rng.randint(min(0, self.height - h), max(0, self.height - h))
+        canvas.paste(im, (left, top), mask)
+        ids.paste(lab, (left, top), mask)
 
 
 class CropDataset(torch.utils.data.Dataset):

@@ -34,11 +34,14 @@ class ParserTrainConfig:
     scheme: str = "bfb3"
     split: str | None = None          # training names (folder or list file); None: all but `val_split`
     val_split: str | None = None      # held-out names for the per-epoch mIoU
+    extra: tuple[str, ...] = ()       # more training folders (`prepare` layout: images/ + labels/ in
+    #                                   this scheme's ids), e.g. photos pseudo-labelled by a teacher parser
     height: int = ParserNetConfig.height
     width: int = ParserNetConfig.width
     widths: tuple[int, ...] = ParserNetConfig.widths  # network channels per stride
     zoom: tuple[float, float] = ParserAugment.scale  # augmentation: zoom range of the photo
     backdrop: float = ParserAugment.backdrop           # augmentation: probability of a photo behind
+    crowd: float = ParserAugment.crowd                 # augmentation: probability of more people in front
     crop: str | None = None           # train a refiner on crops around this label (e.g. face)
     crop_width: float = CropSpec.width
     crop_top: float = CropSpec.top
@@ -142,14 +145,19 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
     if cfg.split is None and val_pairs:
         held = {p.image.stem for p in val_pairs}
         train_pairs = [p for p in train_pairs if p.image.stem not in held]
+    extra_pairs = [p for folder in cfg.extra for p in find_pairs(folder, None, "labels")]
     scheme = check_pairs(train_pairs + val_pairs, scheme)
+    if extra_pairs:
+        check_pairs(extra_pairs, scheme)
+        train_pairs = train_pairs + extra_pairs
     try:
         net_config = ParserNetConfig(labels=tuple(scheme.labels), height=cfg.height, width=cfg.width,
                                      widths=tuple(cfg.widths))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    note(f"loading {len(train_pairs)} training and {len(val_pairs)} validation pairs...")
-    augment = ParserAugment(scale=tuple(cfg.zoom), backdrop=cfg.backdrop)
+    note(f"loading {len(train_pairs)} training ({len(extra_pairs)} from --extra) and {len(val_pairs)} "
+         "validation pairs...")
+    augment = ParserAugment(scale=tuple(cfg.zoom), backdrop=cfg.backdrop, crowd=cfg.crowd)
     crop = None
     if cfg.crop is not None:
         if cfg.crop not in scheme.labels:
@@ -203,6 +211,7 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
             save_parser(out / "parser.pt", net, {"metrics": metrics})
     net = load_parser(out / "parser.pt")
     export_parser(net, out / "parser.onnx", crop, cfg.passes,
-                  {"trained_on": f"{cfg.data} ({cfg.labels_dir}, {len(train)} images)", "validation": best})
+                  {"trained_on": f"{cfg.data} ({cfg.labels_dir})" + "".join(f" + {e}" for e in cfg.extra)
+                   + f", {len(train)} images", "validation": best})
     note(f"best epoch {best['epoch']}: {out / 'parser.pt'}, exported {out / 'parser.onnx'}")
     return best

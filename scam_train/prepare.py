@@ -27,7 +27,7 @@ def _check_photo(photo: Path) -> None:
         raise DataError(f"{photo}: unreadable photo ({exc}); nothing was written") from None
 
 
-def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
+def prepare_folder(images: Path, out: Path, parser_name: str = "auto", keep: str = "largest",
                    each: Callable[[int], None] = lambda total: None) -> int:
     """Label every photo of `images` into `out/images` + `out/labels` (bfb3 ids); returns the count.
 
@@ -42,7 +42,7 @@ def prepare_folder(images: Path, out: Path, parser_name: str = "auto",
     for photo in photos:  # every photo readable before anything is created
         _check_photo(photo)
     labels = tuple(load_scheme("bfb3").labels)
-    parser = get_parser(parser_name, labels, ParserOptions())
+    parser = get_parser(parser_name, labels, ParserOptions(keep=keep))
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
     for photo in photos:

@@ -151,3 +151,29 @@ def test_prepare_runs_without_torch_and_other_commands_say_what_to_install(share
     assert r.stderr.strip().splitlines() == [
         "scam-train: error: scam-train fit needs torch, which this install lacks: pip install torch==2.13.0 "
         "&& pip install 'scam[train]' (a runtime-only install runs scam-train prepare)"]
+
+
+def test_parser_fit_trains_on_extra_pseudo_labelled_folders(shared, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("pose.jpg", "three_people.jpg"):
+        (photos / name).write_bytes((shared / "data" / "people" / name).read_bytes())
+    for keep in ("largest", "all"):
+        assert CliRunner().invoke(main, ["prepare", "--images", str(photos), "--out", str(tmp_path / keep),
+                                         "--parser", "builtin", "--keep", keep]).exit_code == 0
+    people = {keep: (np.asarray(Image.open(tmp_path / keep / "labels" / "three_people.png")) > 0).sum()
+              for keep in ("largest", "all")}
+    assert people["all"] > people["largest"]  # everyone, not only the main subject
+    (tmp_path / "largest").rename(tmp_path / "pseudo")
+    train = tmp_path / "train.txt"
+    train.write_text("0001\n0002\n")
+    args = ["parser-fit", "--data", str(shared / "data" / "ccp"), "--split", str(train), "--height", "64",
+            "--width", "64", "--epochs", "1", "--batch-size", "2", "--workers", "0"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "p"), "--extra", str(tmp_path / "pseudo")])
+    assert r.exit_code == 0, r.output
+    assert "4 training (2 from --extra)" in r.output
+    meta = json.loads((tmp_path / "p" / "parser.json").read_text())
+    assert str(tmp_path / "pseudo") in meta["trained_on"] and "4 images" in meta["trained_on"]
+    (tmp_path / "bad" / "images").mkdir(parents=True)
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "q"), "--extra", str(tmp_path / "bad")])
+    assert r.exit_code != 0 and "bad" in r.output and "Traceback" not in r.output

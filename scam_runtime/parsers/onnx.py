@@ -1,5 +1,5 @@
 """ONNX parsers: any parsing model with its description JSON beside it (`onnx:PATH`), and
-`builtin`, ours, shipped in this folder. They run on the same `OnnxSession` as the bundle,
+`builtin`, ours, shipped in this folder. They run on the same sessions as the bundle (`backend.open_session`),
 so they get the CUDA/TensorRT providers too.
 
 A parser may name refiners in its JSON (`"refine": ["builtin_face.onnx"]`): parsers
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import OnnxSession
+from ..backend import open_session
 from ..errors import BundleFailure, LabelError
 from ..geometry import Fit
 from .base import ParserOptions, ProbabilityParser, argmax_labels, person_regions, region_probabilities
@@ -55,7 +55,7 @@ class OnnxParser(ProbabilityParser):
         self.one_to_one = len(set(self.lut.tolist())) == len(self.lut)  # no labels merged: a copy suffices
         self.num_labels = len(labels)
         try:
-            self.session = OnnxSession(model, options.backend)
+            self.session = open_session(model, options.backend)
         except BundleFailure as exc:  # a file that is not ONNX: a parser problem here, not a bundle one
             raise LabelError(str(exc)) from None
         self.provider = self.session.provider
