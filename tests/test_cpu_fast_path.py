@@ -56,10 +56,11 @@ def test_int8_export_passes_its_parity_gate_and_records_the_search(int8_bundle, 
     assert set(search["kept_fp32"]) <= set(search["groups_db"])
     written = json.loads((folder / "bundle.json").read_text())
     assert written["int8"] == search
-    ops = {n.op_type for n in onnx.load(str(folder / "generator.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    softmax_fed = [n for n in onnx.load(str(folder / "generator.onnx")).graph.node if n.op_type == "Softmax"]
-    assert softmax_fed  # attention stays: its products are never quantized (no QDQ pair on their inputs)
+    nodes = onnx.load(str(folder / "generator.onnx")).graph.node
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in nodes}
+    softmax_out = {n.output[0] for n in nodes if n.op_type == "Softmax"}
+    quantized_in = {n.input[0] for n in nodes if n.op_type == "QuantizeLinear"}
+    assert softmax_out and not softmax_out & quantized_in  # attention weights stay fp32
 
 
 def test_int8_bundle_runs_close_to_fp32_on_onnxruntime_and_openvino(int8_bundle, shared):
