@@ -27,12 +27,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/models.py must not shadow models/
 from ccp import linked_split, split_names  # noqa: E402
 from timing import median_time  # noqa: E402
-from models import latent_layout, load_checkpoint, one_hot  # noqa: E402
+from models import load_checkpoint, one_hot  # noqa: E402
 from models.synthetic import random_checkpoint  # noqa: E402
 from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
-from scam_export.int8 import CalibrationSet  # noqa: E402
+from scam_export.int8 import CalibrationSet, swap_latents  # noqa: E402
 from scam_export.parity import psnr_db  # noqa: E402
 from scam_runtime.backend import BackendOptions, open_session  # noqa: E402
+
 
 def peak_gflops(dtype: torch.dtype, n: int = 2048) -> float:
     """This CPU's matrix-multiply rate in PyTorch (oneDNN/MKL), the roofline's ceiling."""
@@ -66,7 +67,6 @@ def main() -> None:
         log=lambda m: None)
     val = CalibrationSet.load(linked_split(split_names("ccp-val"), "labels3", tmp / "val"),
                               "labels", args.val_images, config)
-    background = latent_layout(config)[config.labels[0]]
 
     def outputs(run) -> np.ndarray:
         """Reconstructions and swaps of the val photos, in batches of 8."""
@@ -74,9 +74,8 @@ def main() -> None:
         for start in range(0, len(val.images), 8):
             x, lab = val.images[start:start + 8], val.labels[start:start + 8]
             z = run("encoder", image=x, labels=lab)
-            swapped = np.roll(z, 1, axis=0).copy()
-            swapped[:, background] = z[:, background]
-            result += [run("generator", labels=lab, latents=z), run("generator", labels=lab, latents=swapped)]
+            result += [run("generator", labels=lab, latents=z),
+                       run("generator", labels=lab, latents=swap_latents(z, config))]
         return np.concatenate(result)
 
     paths = {  # name -> (bundle, backend)

@@ -9,7 +9,6 @@ Among the candidates a measured search leaves the most sensitive in fp32 (`Int8S
 """
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,6 +25,8 @@ from scam_runtime.backend import BackendOptions, OnnxSession
 from scam_runtime.errors import RuntimeFailure
 from scam_runtime.geometry import Fit
 from scam_runtime.labels import IMAGE_EXTS, read_image, read_labels
+
+from .parity import psnr_db
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
@@ -72,18 +73,22 @@ class CalibrationSet:
         return cls(np.stack(images).astype(np.float32), np.stack(labels).astype(np.int32))
 
 
+def swap_latents(z: np.ndarray, config: ModelConfig, shift: int = 1) -> np.ndarray:
+    """Each photo's background latents with another photo's (`shift` places along) for every
+    other label: a subject swap, as the runtime mixes them."""
+    swapped = np.roll(z, shift, axis=0).copy()
+    background = latent_layout(config)[config.labels[0]]
+    swapped[:, background] = z[:, background]
+    return swapped
+
+
 def generator_feeds(encoder_onnx: Path, data: CalibrationSet, config: ModelConfig) -> list[dict[str, np.ndarray]]:
     """Generator inputs as the runtime makes them: each photo's own latents (reconstruction)
     and, as often, the next photo's appearance in its background and pose (a swap)."""
     z = OnnxSession(encoder_onnx, BackendOptions()).run(image=data.images, labels=data.labels)
-    background = latent_layout(config)[config.labels[0]]
-    feeds = []
-    for i in range(len(z)):
-        swapped = z[(i + 1) % len(z)].copy()
-        swapped[background] = z[i][background]
-        for latents in (z[i], swapped):
-            feeds.append({"labels": data.labels[i:i + 1], "latents": latents[None]})
-    return feeds
+    swapped = swap_latents(z, config, shift=-1)
+    return [{"labels": data.labels[i:i + 1], "latents": latents[i:i + 1]} for i in range(len(z))
+            for latents in (z, swapped)]
 
 
 class _Reader(CalibrationDataReader):
@@ -100,7 +105,7 @@ def structural_exclusions(model: onnx.ModelProto) -> set[str]:
     constants = {t.name for t in model.graph.initializer}
     constants |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     keep = {n.name for n in model.graph.node
-            if n.op_type in QUANTIZED_OPS and not any(i in constants for i in n.input[1:2])}
+            if n.op_type in QUANTIZED_OPS and (len(n.input) < 2 or n.input[1] not in constants)}
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     return keep | set(convs[-1:])
 
@@ -134,6 +139,7 @@ class Int8Report:
 
 
 def _noise(db: float) -> float:
+    """Mean squared error relative to the signal peak: what adds up across layers."""
     return 10 ** (-db / 10)
 
 
@@ -158,9 +164,14 @@ class Int8Search:
         self.caches = {name: work / f"{name}.ranges.json" for name in feeds}
         for name in feeds:  # one calibration pass per graph; every later quantization reuses its ranges
             self._quantize(name, [], feeds[name])
+        # the fp32 side of each trial is the same every time: its latents and session are made once
+        self._z_fp32 = OnnxSession(encoder_onnx, BackendOptions()).run(image=self.check.images,
+                                                                       labels=self.check.labels)
+        self._generator_fp32 = OnnxSession(generator_onnx, BackendOptions())
         self.reference = self._pixels(self.fp32["encoder"], self.fp32["generator"])
 
     def _quantize(self, graph: str, nodes: list[str], feeds: list | None = None) -> Path:
+        """`nodes` empty: calibrate only (no node is named "-"), filling the ranges cache."""
         out = self.work / f"{graph}.int8.onnx"
         quantize_static(str(self.prepared[graph]), str(out), _Reader(feeds or []), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=nodes or ["-"],
@@ -171,19 +182,16 @@ class Int8Search:
 
     def _pixels(self, encoder: Path, generator: Path) -> np.ndarray:
         """Reconstructions and swaps of the check photos (the runtime's two uses)."""
-        data, options = self.check, BackendOptions()
-        z = OnnxSession(encoder, options).run(image=data.images, labels=data.labels)
-        swapped = np.roll(z, 1, axis=0).copy()
-        background = latent_layout(self.config)[self.config.labels[0]]
-        swapped[:, background] = z[:, background]
-        gen = OnnxSession(generator, options)
-        return np.stack([gen.run(labels=data.labels, latents=z), gen.run(labels=data.labels, latents=swapped)])
+        data = self.check
+        z = (self._z_fp32 if encoder == self.fp32["encoder"]
+             else OnnxSession(encoder, BackendOptions()).run(image=data.images, labels=data.labels))
+        gen = self._generator_fp32 if generator == self.fp32["generator"] else OnnxSession(generator, BackendOptions())
+        return np.stack([gen.run(labels=data.labels, latents=z),
+                         gen.run(labels=data.labels, latents=swap_latents(z, self.config))])
 
     def _psnr(self, quantized: dict[str, list[str]]) -> float:
         paths = {g: self._quantize(g, nodes) if nodes else self.fp32[g] for g, nodes in quantized.items()}
-        mse = float(np.mean((self._pixels(paths["encoder"], paths["generator"]).astype(np.float64)
-                             - self.reference) ** 2))
-        return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)  # images in [-1, 1]
+        return psnr_db(self._pixels(paths["encoder"], paths["generator"]), self.reference)
 
     def run(self, target_db: float, log: Callable[[str], None]) -> Int8Report:
         groups = {}
