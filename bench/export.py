@@ -1,5 +1,6 @@
 """ONNX Runtime (CPU) latency of the exported graphs against PyTorch eager, same checkpoint,
-same threads, same run; dense vs label-sparse pixel attention; fp32 and fp16.
+same threads, same run; each attention path (dense, folded), each in eager
+and in ONNX Runtime; fp32 and fp16.
 
     python bench/export.py [--preset small] [--labels 3 19] [--height 256 --width 170]
 
@@ -19,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/models.py must not shadow models/
 from timing import median_time  # noqa: E402
-from models import ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
+from models import ATTENTION_PATHS, ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
 from scam_export.graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx  # noqa: E402
 
 
@@ -59,27 +60,24 @@ def main() -> None:
         mask = one_hot(ids.long(), n)
         with torch.no_grad():
             z = enc(image, mask)
-        feeds_enc = {"image": image[:1].numpy(), "labels": ids[:1].numpy()}
-        feeds_gen = {"labels": ids[:1].numpy(), "latents": z[:1].numpy()}
         precisions = ["fp32"] if args.no_fp16 else ["fp32", "fp16"]
-        with torch.no_grad():
-            eager_enc = median_time(lambda: enc(image[:1], mask[:1]), args.repeats)
-        def report(graph, example, feeds: dict, name: str, path_name: str, precision: str, eager: float) -> None:
-            path = tmp / f"{name}{n}_{path_name}_{precision}.onnx"
-            export_onnx(graph, example, path, 18, 8)
-            sess = ort_session(path, args.threads)
-            t = median_time(lambda: sess.run(None, feeds), args.repeats)
-            print(f"| {n} | {name} | {path_name} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
-                  f"{eager / t:.2f} |", flush=True)
-
-        for precision in precisions:
-            report(EncoderGraph(enc, precision), (image, ids), feeds_enc, "encoder", "-", precision, eager_enc)
-        for attention in ("dense", "sparse"):
-            gen.attention_path = attention
-            with torch.no_grad():
-                eager = median_time(lambda: gen(mask[:1], z[:1]), args.repeats)
-            for precision in precisions:
-                report(GeneratorGraph(gen, precision), (ids, z), feeds_gen, "generator", attention, precision, eager)
+        graphs = (  # name, network, its ONNX wrapper, export example, eager inputs, ORT feeds
+            ("encoder", enc, EncoderGraph, (image, ids), (image[:1], mask[:1]),
+             {"image": image[:1].numpy(), "labels": ids[:1].numpy()}),
+            ("generator", gen, GeneratorGraph, (ids, z), (mask[:1], z[:1]),
+             {"labels": ids[:1].numpy(), "latents": z[:1].numpy()}))
+        for name, net, wrapper, example, eager_inputs, feeds in graphs:
+            for attention in ATTENTION_PATHS:
+                net.attention_path = attention
+                with torch.no_grad():
+                    eager = median_time(lambda: net(*eager_inputs), args.repeats)
+                for precision in precisions:
+                    path = tmp / f"{name}{n}_{attention}_{precision}.onnx"
+                    export_onnx(wrapper(net, precision), example, path, 18, 8)
+                    sess = ort_session(path, args.threads)
+                    t = median_time(lambda: sess.run(None, feeds), args.repeats)
+                    print(f"| {n} | {name} | {attention} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
+                          f"{eager / t:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def main() -> None:
 
     print(f"# {args.video.name}, {args.frames} frames, batch {args.batch}, provider {args.provider} "
           f"(CPU {args.threads} threads), bundles at {replacer.bundle.height}x{replacer.bundle.width} {args.precision} "
-          f"(label-sparse), H.264 out")
+          f"({replacer.bundle.manifest['attention_path']} attention; eager: the checkpoint's dense form), H.264 out")
     print("| preset | " + " | ".join(f"{s} (ms/frame)" for s in STAGES) + " | end-to-end fps | pure inference fps "
           "| e2e / pure | eager fps | ORT / eager |")
     print("|---" * (len(STAGES) + 6) + "|")

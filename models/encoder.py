@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import SATBlock
+from .attention import ATTENTION_PATHS, SATBlock
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask, latent_block_mask
 from .posemb import add_posemb, concat_posemb, sinusoidal_table
@@ -29,19 +29,31 @@ class EncoderBlock(nn.Module):
         self.cross_attention = SATBlock(d, m, level_channels, a, h)
         self.self_attention = SATBlock(d, m, d, a, h)
 
-    def forward(self, z: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                block_mask: torch.Tensor) -> torch.Tensor:
-        z = self.cross_attention(z, tokens, mask)
+    def forward(self, z: torch.Tensor, pixels: torch.Tensor, mask: torch.Tensor,
+                block_mask: torch.Tensor, folded: bool) -> torch.Tensor:
+        """`pixels` channel-first `B×C×n`; `folded`: through `SATBlock.from_pixels`."""
+        if folded:
+            z = self.cross_attention.from_pixels(z, pixels, mask)
+        else:
+            z = self.cross_attention(z, pixels.transpose(1, 2), mask)
         return self.self_attention(z, z, block_mask)
 
 
 class SATEncoder(nn.Module):
     """`encoder(image, mask) -> latents`: image `B×3×H×W` in [-1, 1], one-hot mask `B×s×H×W`,
-    latents `B×m×d` ordered as `models.latent_layout(config)`."""
+    latents `B×m×d` ordered as `models.latent_layout(config)`.
 
-    def __init__(self, config: ModelConfig) -> None:
+    `attention_path`: `dense` (the reference's form) or `folded` (the map's projections
+    folded onto the latents, `attention.latents_attend_pixels`); the same function.
+    """
+
+    def __init__(self, config: ModelConfig, attention_path: str = "dense") -> None:
         super().__init__()
+        if attention_path not in ATTENTION_PATHS:
+            raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, "
+                             f"got {attention_path!r}")
         self.config = config
+        self.attention_path = attention_path
         nf = config.enc_nf
         self.latents = nn.Parameter(torch.randn(config.num_latents, config.latent_dim))
         self.convs = nn.ModuleList(
@@ -72,5 +84,5 @@ class SATEncoder(nn.Module):
                 feats = self.convs[i - 1](feats)
                 tokens = add_posemb(feats, table)
             level_mask = expand_mask(self.mask_resize(mask, tuple(feats.shape[-2:])), self.assignment)
-            z = block(z, tokens.flatten(2).transpose(1, 2), level_mask, self.block_mask)
+            z = block(z, tokens.flatten(2), level_mask, self.block_mask, self.attention_path == "folded")
         return z

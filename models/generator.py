@@ -1,29 +1,22 @@
 """SCAM generator: one-hot mask + latents -> image, modulated by semantic cross attention."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SATBlock, SemanticCrossAttention, label_sparse_attention
+from .attention import ATTENTION_PATHS, SATBlock, SemanticCrossAttention, pixels_attend_latents
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask
 from .posemb import add_posemb, sinusoidal_table
 from .validation import check_latents, check_mask
 
 NOISE_MODES = ("random", "const", "none")
-ATTENTION_PATHS = ("dense", "sparse")
 
-
-class LevelMask(NamedTuple):
-    """The label map at one feature-map size, in the forms the attention paths need."""
-    latents: torch.Tensor               # B×m×(h·w) float: latent j may see pixel p
-    pixel_labels: torch.Tensor | None   # B×(h·w) label ids (label-sparse path only)
-
-
-MaskAt = Callable[[tuple[int, int]], LevelMask]
+MaskAt = Callable[[tuple[int, int]], torch.Tensor]
+"""Feature-map size -> the label map there as the latents' mask, B×m×(h·w) (1: latent j may see pixel p)."""
 
 
 class SCAMOperation(nn.Module):
@@ -38,7 +31,6 @@ class SCAMOperation(nn.Module):
         super().__init__()
         d, a, h, m = config.latent_dim, config.attn_dim, config.heads, config.num_latents
         self.duplex = duplex
-        self.group = config.latents_per_label
         if duplex:
             self.latent_update = SATBlock(d, m, channels, a, h)
         else:
@@ -53,17 +45,17 @@ class SCAMOperation(nn.Module):
             self.register_buffer("noise_const", torch.randn(1, 1, *size))
         self.register_buffer("posemb", sinusoidal_table(channels, *size), persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: LevelMask, z: torch.Tensor,
-                noise_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+                noise_mode: str, folded: bool) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, h, w = x.shape
-        tokens = add_posemb(x, self.posemb).flatten(2).transpose(1, 2)
-        z = self.latent_update(z, tokens, mask.latents) if self.duplex else self.latent_update(z)
-        if mask.pixel_labels is not None:
-            x_sca = label_sparse_attention(self.pixel_attention, tokens, z, mask.pixel_labels, self.group)
+        if folded:
+            gamma, beta, z = self._folded_modulation(x, mask, z)
         else:
-            x_sca = self.pixel_attention(tokens, z, mask.latents.transpose(1, 2))
-        gamma = self.gamma(x_sca).transpose(1, 2).reshape(b, c, h, w)
-        beta = self.beta(x_sca).transpose(1, 2).reshape(b, c, h, w)
+            tokens = add_posemb(x, self.posemb).flatten(2).transpose(1, 2)
+            z = self.latent_update(z, tokens, mask) if self.duplex else self.latent_update(z)
+            x_sca = self.pixel_attention(tokens, z, mask.transpose(1, 2))
+            gamma = self.gamma(x_sca).transpose(1, 2).reshape(b, c, h, w)
+            beta = self.beta(x_sca).transpose(1, 2).reshape(b, c, h, w)
         out = (1 + gamma) * self.norm(x) + beta
         if self.has_noise and noise_mode != "none":
             if noise_mode == "const":
@@ -72,6 +64,18 @@ class SCAMOperation(nn.Module):
                 noise = torch.randn(b, w, h, 1, device=x.device, dtype=out.dtype).transpose(1, 3)
             out = out + self.noise_strength.view(1, -1, 1, 1).to(out.dtype) * noise
         return F.leaky_relu(out, 0.2), z
+
+    def _folded_modulation(self, x: torch.Tensor, mask: torch.Tensor,
+                           z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The folded path's `(gamma, beta, z)`: the map stays channel-first, and gamma and
+        beta come out of one product with the pixel attention's folded values."""
+        pixels = add_posemb(x, self.posemb).flatten(2)
+        z = self.latent_update.from_pixels(z, pixels, mask) if self.duplex else self.latent_update(z)
+        weight = torch.cat([self.gamma.weight, self.beta.weight])
+        bias = torch.cat([self.gamma.bias, self.beta.bias])
+        both = pixels_attend_latents(self.pixel_attention, pixels, z, mask, weight, bias)
+        gamma, beta = both.view(x.shape[0], 2, *x.shape[1:]).unbind(1)
+        return gamma, beta, z
 
 
 class SCAMBlock(nn.Module):
@@ -91,15 +95,15 @@ class SCAMBlock(nn.Module):
         self.torgb = nn.Conv2d(out_ch, 3, 1)
 
     def forward(self, x: torch.Tensor, mask_at: MaskAt, z: torch.Tensor,
-                rgb: torch.Tensor | None, noise_mode: str
+                rgb: torch.Tensor | None, noise_mode: str, folded: bool
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dx, z = self.mod0(x, mask_at(tuple(x.shape[-2:])), z, noise_mode)
+        dx, z = self.mod0(x, mask_at(tuple(x.shape[-2:])), z, noise_mode, folded)
         dx = self.up(self.conv0(F.leaky_relu(dx, 0.2)), self.out_size)
-        dx, z = self.mod1(dx, mask_at(self.out_size), z, noise_mode)
+        dx, z = self.mod1(dx, mask_at(self.out_size), z, noise_mode, folded)
         dx = self.conv1(F.leaky_relu(dx, 0.2))
         y = dx
         if self.torgb_mod is not None:
-            y, _ = self.torgb_mod(dx, mask_at(self.out_size), z, noise_mode)
+            y, _ = self.torgb_mod(dx, mask_at(self.out_size), z, noise_mode, folded)
         out_rgb = self.torgb(y)
         if rgb is not None:
             out_rgb = out_rgb + self.up(rgb, self.out_size)
@@ -111,9 +115,10 @@ class SCAMGenerator(nn.Module):
 
     `noise_mode` (attribute, or per call): `random` for training, `const` for deterministic
     inference and export (the `noise_const` buffers travel with the weights), `none`.
-    `attention_path`: how pixels attend latents: `dense` (masked, the reference's form) or
-    `sparse` (each pixel gathers only its label's latents; needs `latents_bg ==
-    latents_per_label`); both compute the same function.
+    `attention_path`: how latents and maps attend each other: `dense` (masked, the
+    reference's form) or `folded` (every projection folded onto the latents:
+    `attention.latents_attend_pixels`, `pixels_attend_latents`); both compute the same
+    function, folded with a fraction of the work (bench/export.py).
     """
 
     def __init__(self, config: ModelConfig, noise_mode: str = "random",
@@ -146,8 +151,6 @@ class SCAMGenerator(nn.Module):
     def attention_path(self, path: str) -> None:
         if path not in ATTENTION_PATHS:
             raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
-        if path == "sparse" and self.config.latents_bg != self.config.latents_per_label:
-            raise ValueError("the label-sparse path needs as many background latents as latents per label")
         self._attention_path = path
 
     @property
@@ -170,18 +173,16 @@ class SCAMGenerator(nn.Module):
         elif noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
         mask = mask.to(latents.dtype)
-        sparse = self.attention_path == "sparse"
-        cache: dict[tuple[int, int], LevelMask] = {}
+        folded = self.attention_path == "folded"
+        cache: dict[tuple[int, int], torch.Tensor] = {}
 
-        def mask_at(size: tuple[int, int]) -> LevelMask:
+        def mask_at(size: tuple[int, int]) -> torch.Tensor:
             if size not in cache:
-                level = self.mask_resize(mask, size)
-                ids = level.argmax(dim=1).flatten(1) if sparse else None
-                cache[size] = LevelMask(expand_mask(level, self.assignment), ids)
+                cache[size] = expand_mask(self.mask_resize(mask, size), self.assignment)
             return cache[size]
 
         x = self.first_conv(self.mask_resize(mask, cfg.start_size))
         z, rgb = latents, None
         for block in self.blocks:
-            x, z, rgb = block(x, mask_at, z, rgb, noise_mode)
+            x, z, rgb = block(x, mask_at, z, rgb, noise_mode, folded)
         return torch.tanh(rgb)

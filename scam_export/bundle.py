@@ -34,13 +34,6 @@ class ParityError(RuntimeError):
     """The exported graphs disagree with the checkpoint beyond the tolerance."""
 
 
-def choose_attention(config: ModelConfig, requested: str) -> str:
-    """`auto` takes the label-sparse path wherever the layout allows it (bench/export.py)."""
-    if requested != "auto":
-        return requested
-    return "sparse" if config.latents_bg == config.latents_per_label else "dense"
-
-
 def _graph_io(model: onnx.ModelProto) -> dict[str, list[dict]]:
     def spec(v: onnx.ValueInfoProto) -> dict:
         t = v.type.tensor_type
@@ -84,25 +77,24 @@ def export_bundle(ckpt: Path, out: Path, options: ExportOptions = ExportOptions(
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"{out.parent}: not writable")
-    path = choose_attention(config, options.attention)
     calibration = None
     if options.precision == "int8":  # read (and fail on) the photos before minutes of export
         calibration = CalibrationSet.load(Path(options.calibration), options.calibration_labels,
                                           options.calibration_images, config)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        return _build(ckpt, tmp, config, encoder, generator, options, path, calibration, log)
+        return _build(ckpt, tmp, config, encoder, generator, options, calibration, log)
 
 
 def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, options: ExportOptions,
-           attention_path: str, calibration: CalibrationSet | None, log: Callable[[str], None]) -> dict:
+           calibration: CalibrationSet | None, log: Callable[[str], None]) -> dict:
     batch = 2
     torch.manual_seed(0)
     image = torch.rand(batch, 3, config.height, config.width) * 2 - 1
     labels = torch.randint(0, config.num_labels, (batch, config.height, config.width), dtype=LABEL_DTYPE)
     with torch.no_grad():
         latents = encoder(image, one_hot(labels.long(), config.num_labels))
-    generator.attention_path = attention_path
+    attention_path = generator.attention_path = encoder.attention_path = options.attention
     int8 = calibration is not None
     traced = "fp32" if int8 else options.precision  # int8 quantizes the fp32 graphs
     graphs, quantization, parity_inputs = {}, None, None
@@ -121,7 +113,7 @@ def _build(ckpt: Path, folder: Path, config: ModelConfig, encoder, generator, op
     for name in ("encoder", "generator"):
         graphs[name] = {"file": f"{name}.onnx", **_graph_io(check_graph(folder / f"{name}.onnx"))}
     log("checking parity against the checkpoint in PyTorch...")
-    generator.attention_path = "dense"  # the reference's form
+    generator.attention_path = encoder.attention_path = "dense"  # the reference's form
     report = check_parity(folder / "encoder.onnx", folder / "generator.onnx", encoder, generator,
                           options.precision, options.weights, inputs=parity_inputs)
     log(f"parity: latents max abs {report.encoder_latents_max_abs:.2e}, generator "

@@ -71,7 +71,7 @@ def _run(action: Callable[[], None], debug: bool) -> None:
 @click.option("--noise", type=click.Choice(NOISE), default=DEFAULTS.noise, show_default=True,
               help="generator noise baked into the graph")
 @click.option("--attention", type=click.Choice(ATTENTION), default=DEFAULTS.attention, show_default=True,
-              help="pixel->latent attention path (auto: label-sparse where the layout allows)")
+              help="latent<->pixel attention: folded computes the reference's dense form with a fraction of the work")
 @click.option("--trt", "build_trt", is_flag=True, help="also build TensorRT engines (needs an NVIDIA GPU)")
 @click.option("--trt-workspace", default=TRT_WORKSPACE, show_default=True, help="TensorRT workspace limit")
 @click.option("--force", is_flag=True, help="replace an existing bundle")

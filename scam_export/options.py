@@ -9,7 +9,7 @@ TRT_WORKSPACE = "4G"         # TensorRT builder workspace limit
 PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHTS = ("fp32", "fp16")
 NOISE = ("const", "none")
-ATTENTION = ("auto", "dense", "sparse")
+ATTENTION = ("folded", "dense")  # models.ATTENTION_PATHS, without importing torch
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ExportOptions:
     max_batch: int = 8
     precision: str = "fp32"    # graph arithmetic
     noise: str = "const"       # generator noise baked into the graph, or none
-    attention: str = "auto"    # dense | sparse | auto (label-sparse where the layout allows)
+    attention: str = "folded"  # the same function as dense, a fraction of the work (bench/export.py)
     weights: str = "fp32"      # storage of fp32 graphs' weights: fp32, or fp16 cast back to fp32 at load
     calibration: str | None = None    # int8: folder of photos + label maps (training layout)
     calibration_labels: str = "labels"  # its label folder (e.g. labels3 in CCP)

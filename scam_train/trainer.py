@@ -141,7 +141,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         c = self.model_config
-        self.ae = Autoencoder(SATEncoder(c), SCAMGenerator(c, noise_mode="random")).to(self.device)
+        self.ae = Autoencoder(SATEncoder(c, attention_path=cfg.attention),
+                              SCAMGenerator(c, noise_mode="random", attention_path=cfg.attention)).to(self.device)
         self.disc = PatchGANDiscriminator(c).to(self.device)
         self.opt_g = torch.optim.AdamW(self.ae.parameters(), cfg.lr, cfg.betas, weight_decay=cfg.weight_decay)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), cfg.lr_d, cfg.betas, weight_decay=cfg.weight_decay)

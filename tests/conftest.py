@@ -24,7 +24,7 @@ TINY = dict(latent_dim=32, attn_dim=32, latents_per_label=2, latents_bg=2, gen_b
 
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory) -> Path:
-    """fp32 bundle of a random-weight `small` model at 128×128 (label-sparse generator)."""
+    """fp32 bundle of a random-weight `small` model at 128×128 (folded attention)."""
     from scam_export.bundle import ExportOptions, export_bundle
     folder = tmp_path_factory.mktemp("small_bundle")
     from models.synthetic import random_checkpoint

@@ -10,10 +10,11 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY, tensorrt_gpu_reason
 
-from models import ModelConfig, SCAMGenerator, load_checkpoint, one_hot
+from models import ATTENTION_PATHS, ModelConfig, SATEncoder, SCAMGenerator, load_checkpoint, one_hot
 from models.synthetic import random_checkpoint
 from scam_export import EXIT_BAD_CHECKPOINT, EXIT_PARITY, EXIT_TRT_UNAVAILABLE, EXIT_UNWRITABLE
 from scam_export.bundle import ExportOptions, export_bundle
+from scam_export.options import ATTENTION
 from scam_export.cli import main
 from scam_export.parity import blob_inputs, psnr_db
 from scam_export.trt_support import check_trt_compatible
@@ -84,7 +85,7 @@ def test_parity_where_nearest_resize_ratios_are_uneven(tmp_path):
 def test_small_bundle_parity_and_symbolic_batch(small_bundle):
     manifest = json.loads((small_bundle / "bundle.json").read_text())
     assert manifest["parity"]["passed"] and manifest["parity"]["generator_psnr_db"] >= 60
-    assert manifest["attention_path"] == "sparse"
+    assert manifest["attention_path"] == "folded"
     for name in ("encoder", "generator"):
         model = onnx.load(str(small_bundle / f"{name}.onnx"))
         for value in list(model.graph.input) + list(model.graph.output):
@@ -105,22 +106,45 @@ def test_parity_inputs_have_an_absent_label():
 
 @pytest.mark.parametrize("preset", ["small", "paper"])
 @pytest.mark.parametrize("n_labels", [3, 19])
-def test_dense_and_label_sparse_paths_agree(preset, n_labels):
+def test_dense_and_folded_paths_agree(preset, n_labels):
     labels = ["background"] + [f"l{i}" for i in range(1, n_labels)]
-    config = ModelConfig.preset(preset, labels=labels, height=128, width=128, heads=2)
+    config = ModelConfig.preset(preset, labels=labels, height=128, width=128, heads=2, latents_bg=4)
     torch.manual_seed(0)
-    gen = SCAMGenerator(config, noise_mode="const").eval()
-    mask = one_hot(torch.randint(0, n_labels, (2, 128, 128)), n_labels)
-    mask[0, 2] = 0  # label 2 absent from the first map
-    mask[0, 0] += one_hot(torch.randint(0, n_labels, (2, 128, 128)), n_labels)[0, 2]
-    mask[0, 0].clamp_(max=1)
-    mask[0, 0] = 1 - mask[0, 1:].sum(0)
-    z = torch.randn(2, config.num_latents, config.latent_dim)
+    enc, gen = SATEncoder(config).eval(), SCAMGenerator(config, noise_mode="const").eval()
+    ids = torch.randint(0, n_labels, (2, 128, 128))
+    ids[0][ids[0] == 2] = 0  # label 2 absent from the first map: its latents attend uniformly
+    mask = one_hot(ids, n_labels)
+    image = torch.rand(2, 3, 128, 128) * 2 - 1
     with torch.no_grad():
+        z = enc(image, mask)
         dense = gen(mask, z)
-        gen.attention_path = "sparse"
-        sparse = gen(mask, z)
-    torch.testing.assert_close(sparse, dense, rtol=0, atol=2e-4)
+        enc.attention_path = gen.attention_path = "folded"
+        z_folded = enc(image, mask)
+        folded = gen(mask, z)
+    torch.testing.assert_close(z_folded, z, rtol=0, atol=1e-4)
+    torch.testing.assert_close(folded, dense, rtol=0, atol=2e-4)
+    assert set(ATTENTION) == set(ATTENTION_PATHS)  # the CLI's torch-free copy
+
+
+def test_folded_path_trains_like_dense():
+    """Same gradients (float64, so that rounding does not hide a difference): the folded path
+    is another schedule of the same function, so training may use either."""
+    config = ModelConfig.preset("small", labels=["background", "face", "body"], height=128, width=128)
+    torch.manual_seed(0)
+    gen = SCAMGenerator(config, noise_mode="const").double()
+    mask = one_hot(torch.randint(0, 3, (2, 128, 128)), 3).double()
+    z = torch.randn(2, config.num_latents, config.latent_dim, dtype=torch.float64)
+    grads = []
+    for path in ATTENTION_PATHS:
+        gen.attention_path = path
+        gen.zero_grad()
+        gen(mask, z).square().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in gen.named_parameters()})
+    for name, dense in grads[0].items():
+        if name.endswith("attention.k.bias"):  # adds the same logit to every key: gradient 0 up to rounding
+            assert dense.abs().max() < 1e-9 and grads[1][name].abs().max() < 1e-9, name
+        else:
+            assert (grads[1][name] - dense).norm() <= 1e-5 * dense.norm(), name
 
 
 def test_manifest_is_complete_and_hashes_are_enforced(small_bundle, tmp_path):

@@ -88,13 +88,14 @@ def test_openjd_job_in_three_chunks_equals_one_run(small_bundle, shot, tmp_path)
         [OPENJD, "run", tmp_path / "job" / "template.yaml", "--step", "Assemble", "--run-dependencies",
          "-p", f"Plate={shot / 'plate.mkv'}", "-p", f"Subject={shot / 'actor.jpg'}",
          "-p", f"OutputDir={tmp_path / 'work'}", "-p", f"Output={out}", "-p", f"FrameEnd={N - 1}",
-         "-p", "ChunkSize=5", "-p", f"Bundle={small_bundle}", "-p", "Codec=ffv1", "-p", "PixFmt=bgr0"],
+         "-p", "ChunkSize=5", "-p", f"Bundle={small_bundle}", "-p", "Codec=ffv1", "-p", "PixFmt=bgr0",
+         "-p", "Threads=1"],
         capture_output=True, text=True, env=env, timeout=600)
     assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
     assert job.stdout.count("--frames 0+5") + job.stdout.count("ChunkStart(INT) = ") >= 3
     single = tmp_path / "single.mkv"
     result = run("video", "--bundle", small_bundle, "--subject", shot / "actor.jpg", shot / "plate.mkv",
-                 "-o", single, "--codec", "ffv1", "--pix-fmt", "bgr0", "--quiet")
+                 "-o", single, "--codec", "ffv1", "--pix-fmt", "bgr0", "--quiet", "--threads", "1")
     assert result.exit_code == 0, result.stderr
     got, tb, rate = frames_of(out)
     ref, tb_ref, rate_ref = frames_of(single)
