@@ -138,7 +138,8 @@ def main() -> None:
     attention.update({name: "dense" if bundle == "dense" else "folded" for name, (bundle, _) in paths.items()})
 
     def calls(name: str) -> tuple:
-        """`(encoder + generator at batch 1, at batch N, generator alone at batch 1)` as calls."""
+        """`(encoder + generator at batch 1, at batch N, generator alone at batch 1)` as calls,
+        then an ONNX path's sessions."""
         if name not in paths:
             path = attention[name]
 
@@ -168,10 +169,9 @@ def main() -> None:
     for name in attention:
         path_calls = calls(name)
         if name in paths:
-            sessions = path_calls[3]
-            outs[name] = outputs(lambda g, **inputs: sessions[g].run(**inputs))
+            outs[name] = outputs(lambda g, **inputs: path_calls[3][g].run(**inputs))
         per_image[name] = median_time(path_calls[1], args.repeats) / args.batch
-        del path_calls
+        path_calls = None  # this path's sessions go before the next path's open
     # Latency in interleaved rounds, every path once per round (fresh batch-1 sessions), so
     # that this VM's slow spells (timings drift by tens of percent over minutes here) fall
     # on all paths alike.
