@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import ATTENTION_PATHS, SATBlock
+from .attention import AttentionPathChoice, SATBlock
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask, latent_block_mask
 from .posemb import add_posemb, concat_posemb, sinusoidal_table
@@ -39,7 +39,7 @@ class EncoderBlock(nn.Module):
         return self.self_attention(z, z, block_mask)
 
 
-class SATEncoder(nn.Module):
+class SATEncoder(AttentionPathChoice, nn.Module):
     """`encoder(image, mask) -> latents`: image `B×3×H×W` in [-1, 1], one-hot mask `B×s×H×W`,
     latents `B×m×d` ordered as `models.latent_layout(config)`.
 
@@ -49,9 +49,6 @@ class SATEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig, attention_path: str = "dense") -> None:
         super().__init__()
-        if attention_path not in ATTENTION_PATHS:
-            raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, "
-                             f"got {attention_path!r}")
         self.config = config
         self.attention_path = attention_path
         nf = config.enc_nf

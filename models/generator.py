@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import ATTENTION_PATHS, SATBlock, SemanticCrossAttention, pixels_attend_latents
+from .attention import AttentionPathChoice, SATBlock, SemanticCrossAttention, pixels_attend_latents
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask
 from .posemb import add_posemb, sinusoidal_table
@@ -110,7 +110,7 @@ class SCAMBlock(nn.Module):
         return dx, z, out_rgb
 
 
-class SCAMGenerator(nn.Module):
+class SCAMGenerator(AttentionPathChoice, nn.Module):
     """`generator(mask, latents) -> image` in [-1, 1], `B×3×H×W` at the config's size.
 
     `noise_mode` (attribute, or per call): `random` for training, `const` for deterministic
@@ -142,16 +142,6 @@ class SCAMGenerator(nn.Module):
                                          + [(full, (h0 * 2 ** i, w0 * 2 ** i)) for i in range(n_blocks)])
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
         self.attention_path = attention_path
-
-    @property
-    def attention_path(self) -> str:
-        return self._attention_path
-
-    @attention_path.setter
-    def attention_path(self, path: str) -> None:
-        if path not in ATTENTION_PATHS:
-            raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
-        self._attention_path = path
 
     @property
     def noise_mode(self) -> str:

@@ -110,7 +110,8 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
     "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual": "perceptual",
     "perceptual_weight": "perceptual_weight", "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
     "inception_weights": "inception_weights", "ema": "ema_decay",
-    "precision": "precision", "attention": "attention", "grad_clip": "grad_clip", "workers": "workers", "seed": "seed", "device": "device",
+    "precision": "precision", "attention": "attention", "grad_clip": "grad_clip", "workers": "workers",
+    "seed": "seed", "device": "device",
     "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
     "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
 }
