@@ -86,6 +86,11 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+# zlib level for PNG (lossless at any level): Pillow's default 6 took 46 ms of CPU per
+# 576×576 frame here against 15 ms at 1, for files 15 % smaller; a farm writes every frame
+PNG_COMPRESS_LEVEL = 1
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """One 8-bit picture in the format its extension names (PNG, JPEG, TIFF...)."""
     path = Path(path)
@@ -93,7 +98,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
         raise OutputError(f"{path}: only the main output can be an EXR; use .png or .tif for this one")
     try:
         with atomic_path(path) as tmp:
-            Image.fromarray(image).save(tmp)
+            Image.fromarray(image).save(tmp, **({"compress_level": PNG_COMPRESS_LEVEL}
+                                                if path.suffix.lower() == ".png" else {}))
     except (OSError, ValueError) as exc:
         raise OutputError(f"{path}: cannot write ({exc})") from None
     return path

@@ -103,6 +103,9 @@ class OnnxSession:
         with self._lock:  # one run at a time per session keeps memory bounded and order stable
             return self.session.run(None, {k: inputs[k] for k in self.input_names})[0]
 
+    def expect_batch(self, batch: int) -> None:
+        """Nothing to do: ONNX Runtime runs any batch size of the graph's dynamic batch as it comes."""
+
 
 def open_session(path: Path, options: BackendOptions, warn: Callable[[str], None] | None = None):
     """`OnnxSession`, or `OpenVinoSession` for provider `openvino` (with `allow_fallback`, ONNX

@@ -206,6 +206,8 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--codec", type=click.Choice(list(CODECS)), default=VIDEO.codec, show_default=True)
 @click.option("--crf", type=click.IntRange(0, 51), default=VIDEO.crf, show_default=True, help="h264/h265 quality")
 @click.option("--pix-fmt", help="output pixel format [default: the input's when the codec allows]")
+@click.option("--encoder-threads", type=click.IntRange(0, 256), default=VIDEO.encoder_threads, show_default=True,
+              help="video codec threads (0: one when the networks run on the CPU, else the codec's own count)")
 @click.option("--audio", type=click.Choice(AUDIO), default=VIDEO.audio, show_default=True)
 @click.option("--temporal", default=REPLACE.temporal, show_default=True,
               help="background latents over time: per-frame, ema=ALPHA or first")
@@ -217,13 +219,14 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
 def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, overwrite, frame_range,
-          batch, codec, crf, pix_fmt, audio, temporal, write_matte, write_labels, write_raw, resume, progress_mode,
-          quiet, **kw) -> None:
+          batch, codec, crf, pix_fmt, encoder_threads, audio, temporal, write_matte, write_labels, write_raw, resume,
+          progress_mode, quiet, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     def action() -> None:
         c = _common(**kw, temporal=temporal)
         options = VideoOptions(subject_mask, masks, parser, label_smoothing, not no_refine, frame_range, batch, codec,
-                               crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite)
+                               crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite,
+                               encoder_threads)
         report = replace_video(source, subject, output, options=options, replacer=_replacer(c),
                                progress="none" if quiet else progress_mode, note=_note)
         _written(report)

@@ -48,30 +48,37 @@ def person_matte(labels: np.ndarray, feather: float) -> np.ndarray:
     return matte
 
 
+def matte_box(matte: np.ndarray) -> tuple[slice, slice] | None:
+    """The smallest frame window holding every matte value above 0 (None: an empty matte)."""
+    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def blend_patch(plate: np.ndarray, patch: np.ndarray | None, matte: np.ndarray,
+                box: tuple[slice, slice] | None) -> np.ndarray:
+    """The plate where the matte is 0 (bit-exact), blended elsewhere with `patch`, uint8 sRGB
+    generated pixels of `box` = `matte_box(matte)`: all compositing reads of the generation, so
+    only that window need be brought to frame size. A uint8 plate blends in 8-bit sRGB, a float
+    (scene-linear) one in linear light, in its own pixel type."""
+    out = plate.copy()
+    if box is None:
+        return out
+    m = matte[box][..., None]
+    p = plate[box]
+    if plate.dtype == np.uint8:
+        blended = p.astype(np.float32) * (1 - m) + patch.astype(np.float32) * m
+        out[box] = np.where(m > 0, np.clip(blended + 0.5, 0, 255).astype(np.uint8), p)
+    else:
+        blended = p.astype(np.float32) * (1 - m) + SRGB8_TO_LINEAR[patch] * m
+        out[box] = np.where(m > 0, blended.astype(out.dtype), p)
+    return out
+
+
 def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3: `plate` where the matte is 0 (bit-exact), blended elsewhere."""
-    out = plate.copy()
-    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
-    if rows.size == 0:
-        return out
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # only where the matte reaches
-    m = matte[box][..., None]
-    p = plate[box]
-    blended = p.astype(np.float32) * (1 - m) + generated[box].astype(np.float32) * m
-    out[box] = np.where(m > 0, np.clip(blended + 0.5, 0, 255).astype(np.uint8), p)
-    return out
-
-
-def composite_linear(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
-    """A scene-linear float plate (its own pixel type) where the matte is 0, bit-exact; the
-    linearised generation blended in elsewhere. `generated`: uint8 sRGB at the plate's size."""
-    out = plate.copy()
-    rows, cols = np.flatnonzero(matte.any(axis=1)), np.flatnonzero(matte.any(axis=0))
-    if rows.size == 0:
-        return out
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    m = matte[box][..., None]
-    p = plate[box]
-    blended = p.astype(np.float32) * (1 - m) + SRGB8_TO_LINEAR[generated[box]] * m
-    out[box] = np.where(m > 0, blended.astype(out.dtype), p)
-    return out
+    """`plate` where the matte is 0 (bit-exact), blended elsewhere with `generated` (uint8 sRGB
+    at the plate's size): a uint8 plate in 8-bit sRGB, a float (scene-linear) one in linear
+    light, in its own pixel type."""
+    box = matte_box(matte)
+    return blend_patch(plate, None if box is None else generated[box], matte, box)

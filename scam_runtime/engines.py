@@ -26,6 +26,9 @@ class Session(Protocol):
 
     def run(self, **inputs: np.ndarray) -> np.ndarray: ...
 
+    def expect_batch(self, batch: int) -> None:
+        """Get ready for runs of `batch` inputs before they come (OpenVINO compiles per batch size)."""
+
 
 @dataclass(frozen=True)
 class EngineBuild:
@@ -197,6 +200,9 @@ class EngineSession:
             parts = [self._run({n: inputs[n][start:start + self.max_batch] for n in self.input_names})
                      for start in range(0, batch, self.max_batch)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def expect_batch(self, batch: int) -> None:
+        """Nothing to do: the engine's optimisation profile covers every batch up to `max_batch`."""
 
     def _device(self, name: str, nbytes: int) -> int:
         pointer, size = self._buffers.get(name, (0, 0))

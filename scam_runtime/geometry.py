@@ -67,11 +67,22 @@ class Fit:
         fx1 = round((x1 - self.left) * self.frame_w / self.scaled_w)
         return slice(y0, y1), slice(x0, x1), slice(fy0, fy1), slice(fx0, fx1)
 
-    def image_to_frame(self, generated: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
-        """float 3×h×w output in [-1, 1] -> (uint8 image of the covered frame region, its slices)."""
+    def image_to_frame(self, generated: np.ndarray, box: tuple[slice, slice] | None = None
+                       ) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """float 3×h×w output in [-1, 1] -> (uint8 image of the covered frame region, its slices),
+        or of `box` only (frame slices inside that region): PIL resamples just that window, each
+        value within one code of the whole region's resample."""
         my, mx, fy, fx = self.valid_region()
         rgb = np.clip((generated.transpose(1, 2, 0)[my, mx] + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         size = (fx.stop - fx.start, fy.stop - fy.start)
-        if rgb.shape[1::-1] != size:
-            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-        return rgb, (fy, fx)
+        if box is None or box == (fy, fx):
+            if rgb.shape[1::-1] != size:
+                rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+            return rgb, (fy, fx)
+        by, bx = box
+        (y0, y1), (x0, x1) = (by.start - fy.start, by.stop - fy.start), (bx.start - fx.start, bx.stop - fx.start)
+        if rgb.shape[1::-1] == size:
+            return rgb[y0:y1, x0:x1], box
+        sx, sy = rgb.shape[1] / size[0], rgb.shape[0] / size[1]
+        window = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+        return np.asarray(Image.fromarray(rgb).resize((x1 - x0, y1 - y0), Image.BILINEAR, box=window)), box

@@ -62,6 +62,18 @@ class VideoOptions:
     write_raw: str | None = None
     resume: bool = False              # sequence output: keep frames already written
     overwrite: bool = False           # replace existing outputs (never inputs)
+    encoder_threads: int = 0          # video codec threads; 0: one when the networks run on the CPU, else the codec's
+
+
+CPU_PROVIDERS = ("cpu", "openvino")  # providers whose networks run on the CPU's cores
+
+
+def encoder_threads(requested: int, provider: str) -> int:
+    """The video codec's threads: as requested, else one beside CPU inference (decode, the
+    networks and encoding already run in parallel there, and x264's own frame threads cost
+    about a fifth more CPU per frame on a 2-core machine: README, "Runtime"), else the codec's
+    own count (0), which a GPU job needs to keep up."""
+    return requested or (1 if provider in CPU_PROVIDERS else 0)
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,8 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
         if is_sequence(output):
             writer = SequenceWriter(output, o.resume)
         else:
-            writer = VideoWriter(Path(output), reader, o.codec, o.crf, o.pix_fmt, o.audio, frames)
+            writer = VideoWriter(Path(output), reader, o.codec, o.crf, o.pix_fmt, o.audio, frames,
+                                 encoder_threads(o.encoder_threads, replacer.provider))
         linear = output.lower().endswith(".exr")  # composited in float over a plate, 8-bit inputs linearised
         no_person = resized = 0
 

@@ -256,7 +256,9 @@ class VideoWriter:
     """Encodes at the input's frame rate, time base and timestamps; copies audio packets."""
 
     def __init__(self, path: Path, source: VideoReader, codec: str = "h264", crf: int | None = 18,
-                 pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange()) -> None:
+                 pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange(),
+                 threads: int = 0) -> None:
+        """`threads`: the codec's threads (0: its own choice, e.g. x264's 1.5 per core)."""
         if codec not in CODECS:
             raise UsageError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
@@ -277,6 +279,8 @@ class VideoWriter:
         self.stream.codec_context.time_base = src.time_base
         if crf is not None and name in ("libx264", "libx265"):
             self.stream.options = {"crf": str(crf)}
+        if threads:
+            self.stream.codec_context.thread_count = threads
         for tag in ("color_range", "color_primaries", "color_trc", "colorspace"):
             try:
                 setattr(self.stream.codec_context, tag, getattr(src.codec_context, tag))

@@ -75,11 +75,16 @@ class OpenVinoSession:
         self._dtypes = {i.any_name: np.dtype(i.get_element_type().to_dtype()) for i in model.inputs}
         self._compiled: dict[int, tuple] = {}  # batch size -> (compiled model, its one infer request)
         self._lock = threading.Lock()
-        self._request(1)  # compile now: a graph OpenVINO cannot compile fails here, not mid-video
+        self.expect_batch(1)  # compile now: a graph OpenVINO cannot compile fails here, not mid-video
+
+    def expect_batch(self, batch: int) -> None:
+        """Compile for `batch` now (about a second per graph here), not on the first run."""
+        with self._lock:
+            self._request(batch)
 
     def _request(self, batch: int) -> tuple:
         """A model compiled for this batch size: static shapes run faster than the dynamic
-        batch on OpenVINO's CPU plugin (measured, README); a video uses one or two sizes."""
+        batch on OpenVINO's CPU plugin (measured, README). Call with the lock held."""
         if batch not in self._compiled:
             model, shapes = self._model.clone(), {}
             for i in model.inputs:
@@ -100,6 +105,12 @@ class OpenVinoSession:
         if missing:
             raise ValueError(f"missing inputs: {', '.join(sorted(missing))}")
         feed = {n: np.ascontiguousarray(inputs[n], self._dtypes[n]) for n in self.input_names}
+        batch = len(feed[self.input_names[0]])
         with self._lock:  # one request per batch size, one run at a time (as OnnxSession)
-            compiled, request = self._request(len(feed[self.input_names[0]]))
-            return np.array(request.infer(feed)[compiled.output(0)])
+            # a smaller batch (a video's last one) is padded to a size compiled already:
+            # running a few copies costs milliseconds, compiling another size about a second
+            size = min((b for b in self._compiled if b >= batch), default=batch)
+            if size > batch:
+                feed = {n: np.concatenate([x, np.repeat(x[-1:], size - batch, axis=0)]) for n, x in feed.items()}
+            compiled, request = self._request(size)
+            return np.array(request.infer(feed)[compiled.output(0)])[:batch]

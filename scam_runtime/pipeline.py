@@ -1,7 +1,9 @@
 """Streaming subject replacement: decode, inference and encode overlap, memory stays bounded.
 
-A reader thread decodes frames and loads their label maps, the calling thread runs the
-networks in batches, a writer thread composites and encodes; bounded queues between them.
+A reader thread decodes frames, loads their label maps and scales both to the model's
+resolution, the calling thread runs the networks in batches, a writer thread composites and
+encodes; bounded queues between them. The calling thread does nothing but the networks: with
+them on one core (`--threads 1`) the other two threads share the second (README, "Runtime").
 """
 from __future__ import annotations
 
@@ -65,10 +67,13 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
                progress: Progress, batch: int = 1, extras: ExtraOutputs = ExtraOutputs(),
                depth: int = 8, times: StageTimes | None = None) -> int:
     """Process every frame; returns how many were written. On any error the writer is aborted.
-    `times` (default: the replacer's) accumulates decode, labels and write seconds."""
+    `times` (default: the replacer's) accumulates decode, labels and write seconds. Each queue
+    holds `depth` frames beyond a batch, so the reader fills the next batch and the writer
+    drains the last one while the networks run."""
     times = times or replacer.times
-    inbox: queue.Queue = queue.Queue(maxsize=depth)
-    outbox: queue.Queue = queue.Queue(maxsize=depth)
+    replacer.expect_batch(batch)
+    inbox: queue.Queue = queue.Queue(maxsize=batch + depth)
+    outbox: queue.Queue = queue.Queue(maxsize=batch + depth)
     stop = threading.Event()
 
     def put(q: queue.Queue, item) -> None:
@@ -89,7 +94,7 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
                     return
                 with times.stage("labels"):
                     labels = labels_for(frame)
-                put(inbox, (frame, labels))
+                put(inbox, (frame, replacer.prepare_frame(frame.pixels, labels, display=frame.image)))
         finally:
             put(inbox, _END)
 
@@ -122,8 +127,7 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             if item is not _END:
                 pending.append(item)
             if pending and (item is _END or len(pending) == batch):
-                results = replacer.generate_batch([f.pixels for f, _ in pending], [lab for _, lab in pending], subject,
-                                                  displays=[f.image for f, _ in pending])
+                results = replacer.generate_prepared([p for _, p in pending], subject)
                 for (frame, _), result in zip(pending, results):
                     while True:
                         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -12,7 +13,7 @@ import numpy as np
 from .backend import BackendOptions
 from .bundle import Bundle, BundleError
 from .colour import display_rgb
-from .composite import COMPOSITE_MODES, composite, composite_linear, person_matte
+from .composite import COMPOSITE_MODES, blend_patch, matte_box, person_matte
 from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, UsageError
 from .geometry import Fit
@@ -56,9 +57,26 @@ class Subject:
 @dataclass(frozen=True)
 class Result:
     composite: np.ndarray   # the plate with the subject, in the frame's dtype (float: scene-linear)
-    generated: np.ndarray   # uint8 sRGB H×W×3, the generator's image at frame size (plate where not covered)
     matte: np.ndarray       # float32 H×W in [0, 1], where `composite` took generated pixels
     labels: np.ndarray      # int32 H×W, the frame's label map
+    _generated: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def generated(self) -> np.ndarray:
+        """uint8 sRGB H×W×3, the generator's image at frame size (plate where not covered).
+        Made on first use: compositing reads only the matte's box of it (a person fills a
+        fraction of a plate, and the whole upscale was a third of compositing's time)."""
+        return self._generated()
+
+
+class Prepared(NamedTuple):
+    """A frame ready for the networks."""
+    frame: np.ndarray         # as given: uint8 sRGB or float scene-linear
+    display: np.ndarray       # uint8 sRGB of the frame (the frame itself when uint8)
+    labels: np.ndarray        # the frame's label map, checked
+    fit: Fit
+    image: np.ndarray         # float32 3×h×w in [-1, 1], model resolution
+    model_labels: np.ndarray  # int32 h×w
 
 
 class Generated(NamedTuple):
@@ -142,36 +160,35 @@ class SubjectReplacer:
         """The execution provider actually running the graphs."""
         return self.generator.provider
 
+    def expect_batch(self, batch: int) -> None:
+        """Ready both graphs for `batch` frames per run (OpenVINO compiles each size once, about
+        a second per graph: better before a video's first batch than inside it)."""
+        self.encoder.expect_batch(batch)
+        self.generator.expect_batch(batch)
+
     def mix_sources(self) -> dict[str, str]:
         """Where each label's latents come from: 'frame' or 'subject'."""
         return dict(self._sources)
 
-    def _model_inputs(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                      sources: Sequence[str | None] | None = None, known: Sequence[np.ndarray] | None = None
-                      ) -> tuple[list[Fit], np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """`sources` name the label maps in messages (their files), else "label map i";
-        `known`: the images' 8-bit sRGB views where the caller has them already."""
-        fits, xs, ls, frame_labels, displays = [], [], [], [], []
-        sources = sources or [None] * len(images)
-        model_hw = (self.bundle.height, self.bundle.width)
-        for i, (image, lab) in enumerate(zip(images, labels)):
-            image = known[i] if known is not None else display_rgb(np.asarray(image), f"image {i}")
-            displays.append(image)
-            lab = check_labels(np.asarray(lab), len(self.bundle.labels), image.shape[:2],
-                               sources[i] or f"label map {i}", self.warn)
-            fit = Fit.compute(image.shape[:2], model_hw, self.options.fit)
-            fits.append(fit)
-            xs.append(fit.image_to_model(image))
-            ls.append(fit.labels_to_model(lab))
-            frame_labels.append(lab)
-        return fits, np.stack(xs), np.stack(ls), frame_labels, displays
+    def prepare_frame(self, frame: np.ndarray, labels: np.ndarray, source: str | None = None,
+                      display: np.ndarray | None = None, name: str = "image") -> Prepared:
+        """A frame and its label map at the model's resolution, checked. Separate from
+        `generate_prepared` so a video's reader thread does it beside the networks.
+        `source` names the label map in messages (its file), `name` the frame; `display`: see
+        `generate_batch`."""
+        with self.times.stage("prepare"):
+            display = display if display is not None else display_rgb(np.asarray(frame), name)
+            lab = check_labels(np.asarray(labels), len(self.bundle.labels), display.shape[:2],
+                               source or "label map", self.warn)
+            fit = Fit.compute(display.shape[:2], (self.bundle.height, self.bundle.width), self.options.fit)
+            return Prepared(frame, display, lab, fit, fit.image_to_model(display), fit.labels_to_model(lab))
 
     def encode_subject(self, image: np.ndarray, labels: np.ndarray, source: str | None = None) -> Subject:
         """Latents of the subject (its appearance); save with `Subject.save` to reuse.
         `source` names the label map in messages (its file)."""
-        _, x, lab, frame_labels, _ = self._model_inputs([image], [labels], [source])
-        z = self.encoder.run(image=x, labels=lab)[0]
-        present = tuple(n for i, n in enumerate(self.bundle.labels) if (frame_labels[0] == i).any())
+        p = self.prepare_frame(image, labels, source)
+        z = self.encoder.run(image=p.image[None], labels=p.model_labels[None])[0]
+        present = tuple(n for i, n in enumerate(self.bundle.labels) if (p.labels == i).any())
         return Subject(z, present, self.encoder_sha256)
 
     def _check_subject(self, subject: Subject, frame_labels: Sequence[np.ndarray]) -> None:
@@ -225,29 +242,46 @@ class SubjectReplacer:
         with one), so a float frame is not encoded to 8 bits a second time per frame."""
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
-        with self.times.stage("prepare"):
-            fits, x, lab, frame_labels, displays = self._model_inputs(frames, labels, sources, displays)
-            self._check_subject(subject, frame_labels)
+        sources = sources or [None] * len(frames)
+        return self.generate_prepared([
+            self.prepare_frame(frame, lab, sources[i] or f"label map {i}", None if displays is None else displays[i],
+                               f"image {i}")
+            for i, (frame, lab) in enumerate(zip(frames, labels))], subject)
+
+    def generate_prepared(self, items: Sequence[Prepared], subject: Subject) -> list[Generated]:
+        """Both networks on prepared frames, in one run each."""
+        self._check_subject(subject, [p.labels for p in items])
+        x, lab = np.stack([p.image for p in items]), np.stack([p.model_labels for p in items])
         with self.times.stage("encode"):
             z_frames = self.encoder.run(image=x, labels=lab)
         with self.times.stage("mix"):
             z = self._mix(z_frames, subject).astype(np.float32)
         with self.times.stage("generate"):
             generated = self.generator.run(labels=lab, latents=z)
-        return [Generated(*args) for args in zip(frames, fits, generated, frame_labels, displays)]
+        return [Generated(p.frame, p.fit, g, p.labels, p.display) for p, g in zip(items, generated)]
 
     def finish(self, item: Generated) -> Result:
         """Back to the frame's size, then into the plate through the matte."""
         with self.times.stage("composite"):
-            region, (fy, fx) = item.fit.image_to_frame(item.image)
-            raw = item.display.copy()
-            raw[fy, fx] = region
-            covered = np.zeros(raw.shape[:2], np.float32)
+            _, _, fy, fx = item.fit.valid_region()
+            covered = np.zeros(item.display.shape[:2], np.float32)
             covered[fy, fx] = 1.0
             if self.options.composite == "full":
                 matte = covered
             else:
                 matte = person_matte(item.labels, self.options.feather) * covered
-            frame = np.asarray(item.frame)
-            out = composite(frame, raw, matte) if frame.dtype == np.uint8 else composite_linear(frame, raw, matte)
-            return Result(out, raw, matte, item.labels)
+            box = matte_box(matte)
+            patch = None if box is None else item.fit.image_to_frame(item.image, box)[0]
+            out = blend_patch(np.asarray(item.frame), patch, matte, box)
+            return Result(out, matte, item.labels, partial(_generated_image, item, box, patch))
+
+
+def _generated_image(item: Generated, box: tuple[slice, slice] | None, patch: np.ndarray | None) -> np.ndarray:
+    """`Result.generated`: the whole covered region upscaled, with the matte's box as compositing
+    used it (a window's resample may differ from the whole region's by one code value)."""
+    region, (fy, fx) = item.fit.image_to_frame(item.image)
+    raw = item.display.copy()
+    raw[fy, fx] = region
+    if box is not None:
+        raw[box] = patch
+    return raw

@@ -17,7 +17,7 @@ from scam_export.cli import main as export_main
 from scam_export.int8 import CalibrationSet
 from scam_export.parity import MIN_PSNR_DB, psnr_db
 from scam_runtime.backend import BackendOptions, open_session
-from scam_runtime.bundle import DEFAULT_BUNDLE
+from scam_runtime.bundle import DEFAULT_BUNDLE, Bundle
 from scam_runtime.cli import main as run_main
 from scam_runtime.openvino_session import inference_precision
 from scam_runtime.replacer import SubjectReplacer
@@ -90,6 +90,22 @@ def test_openvino_replacer_equals_onnxruntime(small_bundle):
         assert replacer.provider == backend.provider
     assert psnr_db(outputs["f32"], outputs["ort"]) >= 50
     assert psnr_db(outputs["auto"], outputs["ort"]) >= 35  # bf16 where the CPU has it
+
+
+def test_openvino_compiles_the_expected_batch_and_pads_a_shorter_one(small_bundle):
+    """A video's last batch is padded to the size compiled for it (compiling another costs ~1 s)."""
+    from scam_runtime.openvino_session import OpenVinoSession
+    bundle = Bundle.load(small_bundle)
+    session = OpenVinoSession(bundle.file(bundle.generator.file), BackendOptions("openvino", precision_hint="f32"))
+    session.expect_batch(4)
+    assert sorted(session._compiled) == [1, 4]
+    labels = np.stack([person_labels(bundle.height, bundle.width)] * 3)
+    latents = np.random.default_rng(1).standard_normal((3, bundle.num_latents, bundle.latent_dim)).astype(np.float32)
+    out = session.run(labels=labels, latents=latents)
+    assert out.shape[0] == 3 and sorted(session._compiled) == [1, 4]  # padded, nothing compiled
+    for i in range(3):
+        np.testing.assert_allclose(out[i:i + 1], session.run(labels=labels[i:i + 1], latents=latents[i:i + 1]),
+                                   atol=1e-4)
 
 
 def test_openvino_precision_rules():

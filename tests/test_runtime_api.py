@@ -44,6 +44,11 @@ def test_fit_maps_frames_to_model_and_back(mode, hw):
     if mode == "letterbox":  # the whole frame is covered
         assert (fy.start, fy.stop, fx.start, fx.stop) == (0, hw[0], 0, hw[1])
         assert np.abs(back.astype(int) - frame.astype(int)).mean() < 60  # resampled there and back
+    # a window of the covered region (what compositing reads): within one code of the whole resample
+    box = (slice(fy.start + 3, fy.start + 40), slice(fx.start + 5, fx.stop - 7))
+    window, where = fit.image_to_frame(x, box)
+    assert where == box and window.shape == (37, fx.stop - fx.start - 12, 3)
+    assert np.abs(window.astype(int) - back[3:40, 5:-7].astype(int)).max() <= 1
 
 
 def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():
@@ -69,15 +74,19 @@ def test_matte_on_the_person_box_equals_the_whole_frame(feather):
         assert np.array_equal(person_matte(labels, feather), np.asarray(full).astype(np.float32) / 255.0)
 
 
-def test_process_replaces_inside_matte_only(replacer, subject):
-    frame, labels = rgb(96, 128), person_labels(96, 128)
+@pytest.mark.parametrize("hw", [(96, 128), (150, 230)])  # at the model's scale, and upscaled
+def test_process_replaces_inside_matte_only(replacer, subject, hw):
+    frame, labels = rgb(*hw), person_labels(*hw)
     result = replacer.process(frame, labels, subject)
     assert result.composite.shape == frame.shape and result.composite.dtype == np.uint8
-    outside = result.matte == 0
+    outside, inside = result.matte == 0, result.matte == 1
     assert outside.mean() > 0.4 and np.array_equal(result.composite[outside], frame[outside])
     assert not np.array_equal(result.composite[~outside], frame[~outside])
-    full = SubjectReplacer(replacer.bundle, ReplaceOptions(composite="full")).process(frame, labels, subject)
-    assert np.array_equal(full.composite, full.generated) and (full.matte == 1).all()
+    # compositing resamples only the matte's box; the full generation (made on demand) agrees there
+    assert inside.any() and np.array_equal(result.composite[inside], result.generated[inside])
+    if hw == (96, 128):
+        full = SubjectReplacer(replacer.bundle, ReplaceOptions(composite="full")).process(frame, labels, subject)
+        assert np.array_equal(full.composite, full.generated) and (full.matte == 1).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

@@ -10,7 +10,7 @@ from models.synthetic import person_labels
 from scam_runtime.cli import main
 from scam_runtime.errors import InputError
 from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
-from scam_runtime.composite import composite_linear
+from scam_runtime.composite import composite
 from scam_runtime.exr import read_exr, write_exr
 
 OpenEXR = pytest.importorskip("OpenEXR", reason="the exr extra (OpenEXR) is not installed")
@@ -61,7 +61,7 @@ def test_linear_composite_is_bit_exact_outside_the_matte():
     matte = np.zeros((8, 10), np.float32)
     matte[2:5, 3:7] = 1.0
     matte[5, 3:7] = 0.25
-    out = composite_linear(plate, generated, matte)
+    out = composite(plate, generated, matte)
     assert np.array_equal(out[matte == 0], plate[matte == 0])
     assert np.array_equal(out[2:5, 3:7], SRGB8_TO_LINEAR[generated[2:5, 3:7]])
     np.testing.assert_allclose(out[5, 3:7], 0.75 * plate[5, 3:7] + 0.25 * SRGB8_TO_LINEAR[generated[5, 3:7]],

@@ -13,7 +13,9 @@ from models.synthetic import person_labels
 from scam_runtime import SubjectReplacer, VideoOptions, replace_image, replace_video
 from scam_runtime.atomic import atomic_path, partial_path, write_image, write_json
 from scam_runtime.errors import LabelError, OutputError, UsageError
+from scam_runtime.jobs import encoder_threads
 from scam_runtime.labels import merge_table
+from scam_runtime.media import VideoReader, VideoWriter
 from scam_runtime.parsers import BUILTIN_MODEL, CropSpec, OnnxParser, ParserDescription
 
 N = 4
@@ -42,9 +44,27 @@ def test_replace_video_defaults_beside_the_source_and_reports(replacer, plate, t
     with av.open(report.output) as c:
         assert sum(1 for _ in c.decode(video=0)) == N
     assert notes == []  # masks given: no parser was made
+    stages = {"decode", "labels", "prepare", "encode", "mix", "generate", "composite", "write"}
+    assert set(replacer.times.seconds) == set(replacer.times.cpu_seconds) == stages  # for profiling from outside
+    assert replacer.times.cpu_seconds["composite"] > 0
     with pytest.raises(UsageError, match="exists; pass --overwrite"):
         replace_video(clip, plate / "actor.png", replacer=replacer, progress="none",
                       options=VideoOptions(subject_mask=plate / "actor_mask.png", masks=str(plate / "masks")))
+
+
+def test_the_video_encoder_gets_one_thread_beside_cpu_inference(plate, tmp_path):
+    assert encoder_threads(0, "cpu") == encoder_threads(0, "openvino") == 1
+    assert encoder_threads(0, "cuda") == encoder_threads(0, "trt-engine") == 0  # the codec's own count
+    assert encoder_threads(3, "cpu") == 3
+    reader = VideoReader(plate / "in.mkv")
+    try:
+        for threads in (1, 3):
+            writer = VideoWriter(tmp_path / "out.mp4", reader, threads=threads)
+            assert writer.stream.codec_context.thread_count == threads
+            writer.abort()
+        assert not (tmp_path / "out.mp4").exists()
+    finally:
+        reader.close()
 
 
 def test_replace_video_takes_an_encoded_subject_and_resumes_sequences(replacer, plate, tmp_path):
@@ -74,7 +94,7 @@ def test_the_subject_label_map_is_checked_once_and_named(small_bundle, plate, tm
 def test_an_exr_output_of_an_8bit_image_is_composited_in_linear_light(replacer, plate, tmp_path):
     pytest.importorskip("OpenEXR")
     from scam_runtime.colour import SRGB8_TO_LINEAR
-    from scam_runtime.composite import composite_linear
+    from scam_runtime.composite import composite
     from scam_runtime.exr import read_exr
     target = np.asarray(Image.open(plate / "actor.png"))
     png = replace_image(plate / "actor.png", plate / "actor.png", tmp_path / "o.png", replacer=replacer,
@@ -85,7 +105,7 @@ def test_an_exr_output_of_an_8bit_image_is_composited_in_linear_light(replacer, 
     matte = np.asarray(Image.open(tmp_path / "m.png")).astype(np.float32) / 255
     raw = np.asarray(Image.open(tmp_path / "r.png"))
     written = read_exr(exr).rgb
-    expected = composite_linear(SRGB8_TO_LINEAR[target].astype(np.float16), raw, matte)
+    expected = composite(SRGB8_TO_LINEAR[target].astype(np.float16), raw, matte)
     inside = matte > 0.999
     assert np.array_equal(written[~(matte > 0)], SRGB8_TO_LINEAR[target][~(matte > 0)].astype(np.float16))
     assert np.abs(written[inside].astype(np.float32) - expected[inside].astype(np.float32)).max() < 1e-3
@@ -96,8 +116,12 @@ def test_atomic_writes_leave_the_final_name_or_nothing(tmp_path):
     target = tmp_path / "frame.0001.png"
     assert partial_path(target) == tmp_path / ".frame.0001.partial.png"
     partial_path(target).write_bytes(b"stale partial of a killed run")
-    write_image(target, np.zeros((4, 5, 3), np.uint8))
+    picture = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    write_image(target, picture)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.0001.png"]
+    assert np.array_equal(np.asarray(Image.open(target)), picture)  # lossless at the fast zlib level
+    data = target.read_bytes()
+    assert data[data.index(b"IDAT") + 4:][:2] == b"\x78\x01"  # zlib header: level 1 (Pillow's default gives 78 9c)
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "report.json") as tmp:
             tmp.write_text("{half")
