@@ -15,21 +15,6 @@ pixel projected to `d_attn`); `folded` computes the same function with the proje
 folded onto the latents (`latents_attend_pixels`, `pixels_attend_latents`)."""
 
 
-class AttentionPathChoice:
-    """Mixin of the networks that have both paths (`SATEncoder`, `SCAMGenerator`): an
-    `attention_path` attribute checked on every assignment."""
-
-    @property
-    def attention_path(self) -> str:
-        return self._attention_path
-
-    @attention_path.setter
-    def attention_path(self, path: str) -> None:
-        if path not in ATTENTION_PATHS:
-            raise ValueError(f"attention_path must be one of {', '.join(ATTENTION_PATHS)}, got {path!r}")
-        self._attention_path = path
-
-
 class SemanticCrossAttention(nn.Module):
     """`X_to` tokens attend `X_from` tokens where `mask` (B×to×from, 1 = allowed) says so.
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import AttentionPathChoice, SATBlock
+from .attention import ATTENTION_PATHS, SATBlock
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask, latent_block_mask
 from .posemb import add_posemb, concat_posemb, sinusoidal_table
-from .validation import check_mask
+from .validation import OneOf, check_mask
 
 
 def level_sizes(config: ModelConfig) -> list[tuple[int, int]]:
@@ -39,13 +39,15 @@ class EncoderBlock(nn.Module):
         return self.self_attention(z, z, block_mask)
 
 
-class SATEncoder(AttentionPathChoice, nn.Module):
+class SATEncoder(nn.Module):
     """`encoder(image, mask) -> latents`: image `B×3×H×W` in [-1, 1], one-hot mask `B×s×H×W`,
     latents `B×m×d` ordered as `models.latent_layout(config)`.
 
     `attention_path`: `dense` (the reference's form) or `folded` (the map's projections
     folded onto the latents, `attention.latents_attend_pixels`); the same function.
     """
+
+    attention_path = OneOf(ATTENTION_PATHS)
 
     def __init__(self, config: ModelConfig, attention_path: str = "dense") -> None:
         super().__init__()

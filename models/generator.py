@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionPathChoice, SATBlock, SemanticCrossAttention, pixels_attend_latents
+from .attention import ATTENTION_PATHS, SATBlock, SemanticCrossAttention, pixels_attend_latents
 from .config import ModelConfig
 from .layout import NearestResize, assignment_matrix, expand_mask
 from .posemb import add_posemb, sinusoidal_table
-from .validation import check_latents, check_mask
+from .validation import OneOf, check_latents, check_mask
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -110,7 +110,7 @@ class SCAMBlock(nn.Module):
         return dx, z, out_rgb
 
 
-class SCAMGenerator(AttentionPathChoice, nn.Module):
+class SCAMGenerator(nn.Module):
     """`generator(mask, latents) -> image` in [-1, 1], `B×3×H×W` at the config's size.
 
     `noise_mode` (attribute, or per call): `random` for training, `const` for deterministic
@@ -120,6 +120,9 @@ class SCAMGenerator(AttentionPathChoice, nn.Module):
     `attention.latents_attend_pixels`, `pixels_attend_latents`); both compute the same
     function, folded with a fraction of the work (bench/export.py).
     """
+
+    noise_mode = OneOf(NOISE_MODES)
+    attention_path = OneOf(ATTENTION_PATHS)
 
     def __init__(self, config: ModelConfig, noise_mode: str = "random",
                  attention_path: str = "dense") -> None:
@@ -143,25 +146,12 @@ class SCAMGenerator(AttentionPathChoice, nn.Module):
         self.register_buffer("assignment", assignment_matrix(config), persistent=False)
         self.attention_path = attention_path
 
-    @property
-    def noise_mode(self) -> str:
-        return self._noise_mode
-
-    @noise_mode.setter
-    def noise_mode(self, mode: str) -> None:
-        if mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {mode!r}")
-        self._noise_mode = mode
-
     def forward(self, mask: torch.Tensor, latents: torch.Tensor,
                 noise_mode: str | None = None) -> torch.Tensor:
         cfg = self.config
         check_mask(mask, cfg, None, (cfg.height, cfg.width))
         check_latents(latents, cfg, mask.shape[0])
-        if noise_mode is None:
-            noise_mode = self.noise_mode
-        elif noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
+        noise_mode = self.noise_mode if noise_mode is None else SCAMGenerator.noise_mode.check(noise_mode)
         mask = mask.to(latents.dtype)
         folded = self.attention_path == "folded"
         cache: dict[tuple[int, int], torch.Tensor] = {}

@@ -78,7 +78,7 @@ class OpenVinoSession:
         self.expect_batch(1)  # compile now: a graph OpenVINO cannot compile fails here, not mid-video
 
     def expect_batch(self, batch: int) -> None:
-        """Compile for `batch` now (about a second per graph here), not on the first run."""
+        """Compile for `batch` now (0.5–1.1 s per graph here), not on the first run."""
         with self._lock:
             self._request(batch)
 
@@ -108,7 +108,7 @@ class OpenVinoSession:
         batch = len(feed[self.input_names[0]])
         with self._lock:  # one request per batch size, one run at a time (as OnnxSession)
             # a smaller batch (a video's last one) is padded to a size compiled already:
-            # running a few copies costs milliseconds, compiling another size about a second
+            # running a few copies costs milliseconds, compiling another size up to a second
             size = min((b for b in self._compiled if b >= batch), default=batch)
             if size > batch:
                 feed = {n: np.concatenate([x, np.repeat(x[-1:], size - batch, axis=0)]) for n, x in feed.items()}

@@ -161,8 +161,8 @@ class SubjectReplacer:
         return self.generator.provider
 
     def expect_batch(self, batch: int) -> None:
-        """Ready both graphs for `batch` frames per run (OpenVINO compiles each size once, about
-        a second per graph: better before a video's first batch than inside it)."""
+        """Ready both graphs for `batch` frames per run (OpenVINO compiles each size once, 0.5–1.1
+        s per graph here: better before a video's first batch than inside it)."""
         self.encoder.expect_batch(batch)
         self.generator.expect_batch(batch)
 
@@ -264,12 +264,9 @@ class SubjectReplacer:
         """Back to the frame's size, then into the plate through the matte."""
         with self.times.stage("composite"):
             _, _, fy, fx = item.fit.valid_region()
-            covered = np.zeros(item.display.shape[:2], np.float32)
-            covered[fy, fx] = 1.0
-            if self.options.composite == "full":
-                matte = covered
-            else:
-                matte = person_matte(item.labels, self.options.feather) * covered
+            matte = np.zeros(item.display.shape[:2], np.float32)  # 0 outside what the model covered
+            matte[fy, fx] = 1.0 if self.options.composite == "full" else \
+                person_matte(item.labels, self.options.feather)[fy, fx]
             box = matte_box(matte)
             patch = None if box is None else item.fit.image_to_frame(item.image, box)[0]
             out = blend_patch(np.asarray(item.frame), patch, matte, box)
