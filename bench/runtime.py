@@ -3,6 +3,7 @@ pure-inference fps of the same graphs and against PyTorch eager of the same chec
 
     python bench/runtime.py [--presets small paper] [--frames 60] [--batch 1]
     python bench/runtime.py --ckpt models/default_model.pt --providers cpu openvino --threads 1 2 --batch 1 8
+    python bench/runtime.py ... --encoder-preset veryfast   # x264's speed against file size
     python bench/runtime.py --providers trt-engine --precision fp16   # GPU: engines built first
 
 Every combination of `--providers`, `--threads` and `--batch` runs on the same bundle, label
@@ -17,10 +18,11 @@ the built-in parser before the timed runs and read back from PNG files during th
 `scam-run video --masks DIR` does: the matte and blend cost depends on the person's
 extent, so the maps must look like real ones), random-weight checkpoints exported at
 256×170 (the fit letterboxes the square frame), or `--ckpt` at its own resolution; int8
-bundles are calibrated on the ccp-train photos (labels3). Output: H.264 (the default encoder
-threads: one beside CPU inference). Stage cells are wall ms per frame summed over the
-streaming run (reader, network and writer threads overlap) with, in brackets, the CPU ms of
-the thread that ran them (a network stage's brackets miss the runtime's other pool threads);
+bundles are calibrated on the ccp-train photos (labels3). Output: H.264 at crf 18 (the
+default encoder threads: one beside CPU inference; x264's preset: medium unless
+`--encoder-preset`). Stage cells are wall ms per frame summed over the streaming run
+(reader, network and writer threads overlap) with, in brackets, the CPU ms of the thread
+that ran them (a network stage's brackets miss the runtime's other pool threads);
 "pure inference" runs the two graphs alone on the same model inputs (batch 1).
 On a GPU provider the eager baseline runs on CUDA too (fp32).
 """
@@ -50,7 +52,7 @@ from scam_runtime.backend import PROVIDER_CHOICES, BackendOptions  # noqa: E402
 from scam_runtime.geometry import Fit  # noqa: E402
 from scam_runtime.jobs import VideoOptions, replace_video  # noqa: E402
 from scam_runtime.labels import MaskFiles, read_labels  # noqa: E402
-from scam_runtime.media import FrameRange, VideoReader  # noqa: E402
+from scam_runtime.media import ENCODER_PRESETS, FrameRange, VideoReader  # noqa: E402
 from scam_runtime.parsers import ParserOptions, get_parser  # noqa: E402
 from scam_runtime.replacer import SubjectReplacer  # noqa: E402
 
@@ -88,6 +90,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
     ap.add_argument("--precision-hint", choices=["auto", "bf16", "f32"], default="auto", help="openvino")
     ap.add_argument("--ckpt", type=Path, help="this checkpoint instead of random-weight presets")
+    ap.add_argument("--encoder-preset", choices=ENCODER_PRESETS, help="x264's (default: its own, medium)")
     ap.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "data" / "video" / "pose_1.mp4")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="scam-bench-runtime-"))
@@ -119,7 +122,8 @@ def main() -> None:
                 start = time.perf_counter()
                 n = replace_video(args.video, subject, tmp / "out.mp4", replacer=replacer, progress="none",
                                   options=VideoOptions(masks=masks.spec, frames=f"0-{args.frames - 1}", batch=batch,
-                                                       audio="none", overwrite=True)).frames
+                                                       audio="none", overwrite=True,
+                                                       encoder_preset=args.encoder_preset)).frames
                 fps.append(n / (time.perf_counter() - start))
                 print(f"round {r + 1}/{args.rounds}: {provider}, {threads} threads, batch {batch}: {fps[-1]:.2f} fps",
                       file=sys.stderr, flush=True)
@@ -156,7 +160,8 @@ def main() -> None:
 
         print(f"# {preset}: {args.video.name}, {args.frames} frames, median of {args.rounds} interleaved rounds, "
               f"bundle at {model_hw[0]}x{model_hw[1]} {args.precision} "
-              f"({replacer.bundle.manifest['attention_path']} attention; eager: the checkpoint's dense form), H.264 out")
+              f"({replacer.bundle.manifest['attention_path']} attention; eager: the checkpoint's dense form), H.264 out "
+              f"(x264 preset {args.encoder_preset or 'medium'})")
         print("| provider | threads | batch | " + " | ".join(f"{s} (ms/frame)" for s in STAGES)
               + " | end-to-end fps | pure inference fps | e2e / pure | eager fps | backend / eager |")
         print("|---" * (len(STAGES) + 8) + "|")

@@ -11,7 +11,7 @@ from .media import FrameRange, SequenceReader, VideoReader, VideoWriter
 
 
 def assemble_sequence(pattern: str, plate: Path, output: Path, codec: str = "h264", crf: int = 18,
-                      pix_fmt: str | None = None, audio: str = "copy",
+                      pix_fmt: str | None = None, audio: str = "copy", preset: str | None = None,
                       each: Callable[[int], None] = lambda n: None) -> int:
     """Encode `pattern`'s frames at `plate`'s frame rate, time base and timestamps, with its
     audio packets copied; returns the frame count. Written to a partial name, renamed when
@@ -28,7 +28,7 @@ def assemble_sequence(pattern: str, plate: Path, output: Path, codec: str = "h26
         if numbers[-1] >= len(expected):
             raise InputError(f"{pattern}: has frames {plate.name} has not ({numbers[-1]} > {len(expected) - 1})")
         images = sequence.frames(FrameRange())
-        writer = VideoWriter(output, reader, codec, crf, pix_fmt, audio)
+        writer = VideoWriter(output, reader, codec, crf, pix_fmt, audio, preset=preset)
         written = 0
         try:
             for frame in reader.frames(FrameRange()):

@@ -33,7 +33,7 @@ from .jobs import (
     replace_video,
     save_subject,
 )
-from .media import AUDIO, CODECS, SequenceReader, is_sequence
+from .media import AUDIO, CODECS, ENCODER_PRESETS, SequenceReader, is_sequence
 from .openvino_session import PRECISION_HINTS
 from .outputs import guard_file
 from .parsers import BUILTIN_MODEL
@@ -208,6 +208,8 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--pix-fmt", help="output pixel format [default: the input's when the codec allows]")
 @click.option("--encoder-threads", type=click.IntRange(0, 256), default=VIDEO.encoder_threads, show_default=True,
               help="video codec threads (0: one when the networks run on the CPU, else the codec's own count)")
+@click.option("--encoder-preset", type=click.Choice(ENCODER_PRESETS),
+              help="h264/h265 speed against file size at the same --crf [default: the codec's, medium]")
 @click.option("--audio", type=click.Choice(AUDIO), default=VIDEO.audio, show_default=True)
 @click.option("--temporal", default=REPLACE.temporal, show_default=True,
               help="background latents over time: per-frame, ema=ALPHA or first")
@@ -219,14 +221,14 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
 def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, overwrite, frame_range,
-          batch, codec, crf, pix_fmt, encoder_threads, audio, temporal, write_matte, write_labels, write_raw, resume,
-          progress_mode, quiet, **kw) -> None:
+          batch, codec, crf, pix_fmt, encoder_threads, encoder_preset, audio, temporal, write_matte, write_labels,
+          write_raw, resume, progress_mode, quiet, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     def action() -> None:
         c = _common(**kw, temporal=temporal)
         options = VideoOptions(subject_mask, masks, parser, label_smoothing, not no_refine, frame_range, batch, codec,
                                crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite,
-                               encoder_threads)
+                               encoder_threads, encoder_preset)
         report = replace_video(source, subject, output, options=options, replacer=_replacer(c),
                                progress="none" if quiet else progress_mode, note=_note)
         _written(report)
@@ -275,9 +277,11 @@ def demo(out_dir, count, overwrite, quiet, **kw) -> None:
 @click.option("--codec", type=click.Choice(list(CODECS)), default=VIDEO.codec, show_default=True)
 @click.option("--crf", type=click.IntRange(0, 51), default=VIDEO.crf, show_default=True, help="h264/h265 quality")
 @click.option("--pix-fmt", help="output pixel format [default: the plate's when the codec allows]")
+@click.option("--encoder-preset", type=click.Choice(ENCODER_PRESETS),
+              help="h264/h265 speed against file size at the same --crf [default: the codec's, medium]")
 @click.option("--audio", type=click.Choice(AUDIO), default=VIDEO.audio, show_default=True)
 @click.option("--debug", is_flag=True, help="show tracebacks")
-def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, audio, debug) -> None:
+def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, encoder_preset, audio, debug) -> None:
     """Encode SEQUENCE (frame.%06d.png, frame N = the plate's frame N) with the plate's timing and audio."""
     from .assemble import assemble_sequence
 
@@ -286,7 +290,7 @@ def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, audio, deb
             raise UsageError(f"{sequence}: not an image-sequence pattern such as frames/frame.%06d.png")
         inputs = [plate] + [path for _, path in SequenceReader(sequence).files]
         guard_file(output, inputs, overwrite)
-        n = assemble_sequence(sequence, plate, output, codec, crf, pix_fmt, audio)
+        n = assemble_sequence(sequence, plate, output, codec, crf, pix_fmt, audio, encoder_preset)
         click.echo(f"written: {output} ({n} frames)", err=True)
 
     _guard(action, debug)

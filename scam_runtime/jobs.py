@@ -25,6 +25,7 @@ from .media import (
     SequenceWriter,
     VideoReader,
     VideoWriter,
+    check_encoder_preset,
     is_sequence,
     open_input,
     read_plate,
@@ -63,6 +64,10 @@ class VideoOptions:
     resume: bool = False              # sequence output: keep frames already written
     overwrite: bool = False           # replace existing outputs (never inputs)
     encoder_threads: int = 0          # video codec threads; 0: one when the networks run on the CPU, else the codec's
+    encoder_preset: str | None = None  # h264/h265 speed against size (None: the codec's, medium)
+
+    def __post_init__(self) -> None:
+        check_encoder_preset(self.encoder_preset, self.codec)  # before any work, not at the writer
 
 
 CPU_PROVIDERS = ("cpu", "openvino")  # providers whose networks run on the CPU's cores
@@ -221,7 +226,7 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
             writer = SequenceWriter(output, o.resume)
         else:
             writer = VideoWriter(Path(output), reader, o.codec, o.crf, o.pix_fmt, o.audio, frames,
-                                 encoder_threads(o.encoder_threads, replacer.provider))
+                                 encoder_threads(o.encoder_threads, replacer.provider), o.encoder_preset)
         linear = output.lower().endswith(".exr")  # composited in float over a plate, 8-bit inputs linearised
         no_person = resized = 0
 

@@ -29,7 +29,20 @@ from .replacer import Result
 AUDIO = ("copy", "none")
 CODECS = {"h264": "libx264", "h265": "libx265", "prores": "prores_ks", "ffv1": "ffv1"}
 DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "prores_ks": "yuv422p10le", "ffv1": "yuv420p"}
+PRESET_CODECS = ("h264", "h265")  # x264 and x265 share these preset names
+ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+"""Encoding speed against file size at a given quality, fastest first (the codecs' default: medium)."""
 SEQUENCE_PATTERN = re.compile(r"%0?(\d*)d")
+
+
+def check_encoder_preset(preset: str | None, codec: str) -> None:
+    """UsageError unless `preset` is None or one of x264/x265's and the codec is one of theirs."""
+    if preset is None:
+        return
+    if preset not in ENCODER_PRESETS:
+        raise UsageError(f"--encoder-preset {preset}: not a preset; choose one of {', '.join(ENCODER_PRESETS)}")
+    if codec not in PRESET_CODECS:
+        raise UsageError(f"--encoder-preset: only for --codec {' or '.join(PRESET_CODECS)} (the codec is {codec})")
 
 
 def is_sequence(spec: str | Path) -> bool:
@@ -257,10 +270,12 @@ class VideoWriter:
 
     def __init__(self, path: Path, source: VideoReader, codec: str = "h264", crf: int | None = 18,
                  pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange(),
-                 threads: int = 0) -> None:
-        """`threads`: the codec's threads (0: its own choice, e.g. x264's 1.5 per core)."""
+                 threads: int = 0, preset: str | None = None) -> None:
+        """`threads`: the codec's threads (0: its own choice, e.g. x264's 1.5 per core);
+        `preset`: x264/x265's speed against file size at the same `crf` (None: theirs, medium)."""
         if codec not in CODECS:
             raise UsageError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+        check_encoder_preset(preset, codec)
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: output folder missing or not writable")
         self.path, self.source, self.frames = path, source, frames
@@ -277,8 +292,11 @@ class VideoWriter:
                                             self.stream.width, self.stream.height)
         self.stream.time_base = src.time_base
         self.stream.codec_context.time_base = src.time_base
-        if crf is not None and name in ("libx264", "libx265"):
-            self.stream.options = {"crf": str(crf)}
+        options = {"crf": str(crf)} if crf is not None and codec in PRESET_CODECS else {}
+        if preset is not None:
+            options["preset"] = preset
+        if options:
+            self.stream.options = options
         if threads:
             self.stream.codec_context.thread_count = threads
         for tag in ("color_range", "color_primaries", "color_trc", "colorspace"):

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from models.synthetic import person_labels
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
@@ -49,6 +50,22 @@ def test_fit_maps_frames_to_model_and_back(mode, hw):
     window, where = fit.image_to_frame(x, box)
     assert where == box and window.shape == (37, fx.stop - fx.start - 12, 3)
     assert np.abs(window.astype(int) - back[3:40, 5:-7].astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "crop"])
+@pytest.mark.parametrize("model_hw", [(128, 85), (256, 170), (128, 128)])
+def test_labels_to_model_picks_what_pillows_nearest_resize_picks(mode, model_hw):
+    """The index lookup must give training's label maps (a Pillow resize) to the pixel."""
+    rng = np.random.default_rng(0)
+    for hw in [(576, 576), (1080, 1920), (97, 61), (85, 128), (2160, 3839), (40, 30), (128, 85)]:
+        fit = Fit.compute(hw, model_hw, mode)
+        for dtype in (np.uint8, np.uint16):
+            ids = rng.integers(0, 3 if dtype == np.uint8 else 900, hw).astype(dtype)
+            whole = np.asarray(Image.fromarray(ids.astype(np.int32)).resize((fit.scaled_w, fit.scaled_h),
+                                                                          Image.NEAREST))
+            got = fit.labels_to_model(ids)
+            assert got.dtype == np.int32 and got.shape == model_hw
+            np.testing.assert_array_equal(got, fit._place(whole, 0), err_msg=f"{hw} -> {model_hw} {mode}")
 
 
 def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():

@@ -211,6 +211,13 @@ def test_extra_outputs_need_a_pattern(small_bundle, clip, tmp_path):
     assert not (tmp_path / "o.mkv").exists()
 
 
+def test_an_encoder_preset_without_x264_or_x265_is_a_usage_error(small_bundle, clip, tmp_path):
+    d, _ = clip
+    result = run(*video_args(small_bundle, d, tmp_path / "o.mov", "--codec", "prores", "--encoder-preset", "fast"))
+    assert result.exit_code == 2 and "only for --codec h264 or h265 (the codec is prores)" in result.stderr
+    assert not (tmp_path / "o.mov").exists() and not list(tmp_path.glob(".*partial*"))
+
+
 def test_runtime_never_imports_torch(small_bundle, clip, tmp_path):
     d, _ = clip
     code = f"""

@@ -15,7 +15,7 @@ from scam_runtime.atomic import atomic_path, partial_path, write_image, write_js
 from scam_runtime.errors import LabelError, OutputError, UsageError
 from scam_runtime.jobs import encoder_threads
 from scam_runtime.labels import merge_table
-from scam_runtime.media import VideoReader, VideoWriter
+from scam_runtime.media import FrameRange, VideoReader, VideoWriter
 from scam_runtime.parsers import BUILTIN_MODEL, CropSpec, OnnxParser, ParserDescription
 
 N = 4
@@ -63,6 +63,30 @@ def test_the_video_encoder_gets_one_thread_beside_cpu_inference(plate, tmp_path)
             assert writer.stream.codec_context.thread_count == threads
             writer.abort()
         assert not (tmp_path / "out.mp4").exists()
+    finally:
+        reader.close()
+
+
+def test_the_encoder_preset_reaches_x264_and_fits_only_h264_h265(plate, tmp_path):
+    """x264 writes its settings into the stream: ultrafast turns CABAC off, the default keeps it."""
+    reader = VideoReader(plate / "in.mkv")
+    try:
+        settings, frames = {}, list(reader.frames(FrameRange(0, 1)))
+        for preset in (None, "ultrafast"):
+            out = tmp_path / f"{preset}.mp4"
+            writer = VideoWriter(out, reader, preset=preset)
+            for frame in frames:
+                writer.write_image(frame, frame.image)
+            writer.finish()
+            settings[preset] = out.read_bytes().split(b"options: ")[1][:400]
+        assert b"cabac=1" in settings[None] and b"cabac=0" in settings["ultrafast"]
+        with pytest.raises(UsageError, match=r"--encoder-preset: only for --codec h264 or h265 \(the codec is prores"):
+            VideoWriter(tmp_path / "p.mov", reader, "prores", preset="fast")
+        with pytest.raises(UsageError, match="--encoder-preset quick: not a preset; choose one of ultrafast"):
+            VideoWriter(tmp_path / "q.mp4", reader, preset="quick")
+        with pytest.raises(UsageError, match="only for --codec h264 or h265"):  # before any work is done
+            VideoOptions(codec="ffv1", encoder_preset="veryfast")
+        assert not (tmp_path / "p.mov").exists() and not (tmp_path / "q.mp4").exists()
     finally:
         reader.close()
 

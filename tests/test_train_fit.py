@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import ROOT, TINY
 
 from models import load_checkpoint, read_checkpoint
+from models.attention import ATTENTION_PATHS
 from scam_train.cli import main
 from scam_train.config import TrainConfig
 from scam_train.errors import WeightsError
@@ -125,6 +126,12 @@ def test_perceptual_loss_offline_without_a_file(tmp_path, monkeypatch):
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
     with pytest.raises(WeightsError, match="not torchvision's vgg19 layout"):
         VGGPerceptual(bad)
+
+
+def test_cli_attention_choices_are_the_models():
+    """The CLI lists them as a literal (it must not import torch to print its help)."""
+    option = next(p for p in main.commands["fit"].params if p.name == "attention")
+    assert sorted(option.type.choices) == sorted(ATTENTION_PATHS)
 
 
 def test_cli_fit_with_config_file_then_resume_and_evaluate(shared, split, tmp_path):
