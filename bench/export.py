@@ -1,11 +1,13 @@
 """ONNX Runtime (CPU) latency of the exported graphs against PyTorch eager, same checkpoint,
 same threads, same run; each attention path (dense, folded), each in eager
-and in ONNX Runtime; fp32 and fp16.
+and in ONNX Runtime; fp32 and fp16; and the fp32 graphs in OpenVINO (`--provider openvino`:
+bf16 where the CPU has it natively, else f32) where the `[openvino]` extra is installed.
 
     python bench/export.py [--preset small] [--labels 3 19] [--height 256 --width 170]
 
 Random-weight checkpoints (latency does not depend on the weights); batch 1; median of
-`--repeats` runs after a warm-up. Ratios > 1 mean ONNX Runtime is faster than eager.
+`--repeats` runs after a warm-up. Ratios > 1 mean ONNX Runtime (or OpenVINO) is faster than
+eager. int8 needs trained weights and calibration photos: `bench/cpu.py` measures it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+import importlib.util
 
 import onnxruntime as ort
 import torch
@@ -22,6 +26,7 @@ sys.path.append(str(Path(__file__).resolve().parent))  # after the root: bench/m
 from timing import median_time  # noqa: E402
 from models import ATTENTION_PATHS, ModelConfig, SATEncoder, SCAMGenerator, one_hot  # noqa: E402
 from scam_export.graphs import LABEL_DTYPE, EncoderGraph, GeneratorGraph, export_onnx  # noqa: E402
+from scam_runtime.backend import BackendOptions, open_session  # noqa: E402
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -43,12 +48,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-fp16", action="store_true", help="skip the fp16 graphs")
+    ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO columns")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {args.preset} preset, {args.height}x{args.width}, batch 1, CPU {args.threads} threads, "
-          f"torch {torch.__version__}, onnxruntime {ort.__version__}")
-    print("| labels | graph | path | precision | eager (ms) | ORT (ms) | eager / ORT |")
-    print("|---|---|---|---|---|---|---|")
+    openvino = not args.no_openvino and importlib.util.find_spec("openvino") is not None
+    versions = f"torch {torch.__version__}, onnxruntime {ort.__version__}"
+    if openvino:
+        import openvino as ov
+        versions += f", openvino {ov.get_version().split('-')[0]}"
+    print(f"# {args.preset} preset, {args.height}x{args.width}, batch 1, CPU {args.threads} threads, {versions}")
+    print("| labels | graph | path | precision | eager (ms) | ORT (ms) | eager / ORT |"
+          + (" OpenVINO (ms) | eager / OpenVINO |" if openvino else ""))
+    print("|---" * (9 if openvino else 7) + "|")
     tmp = Path(tempfile.mkdtemp(prefix="scam-bench-"))
     for n in args.labels:
         labels = ["background"] + [f"label{i}" for i in range(1, n)]
@@ -76,8 +87,15 @@ def main() -> None:
                     export_onnx(wrapper(net, precision), example, path, 18, 8)
                     sess = ort_session(path, args.threads)
                     t = median_time(lambda: sess.run(None, feeds), args.repeats)
-                    print(f"| {n} | {name} | {attention} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | "
-                          f"{eager / t:.2f} |", flush=True)
+                    row = f"| {n} | {name} | {attention} | {precision} | {eager * 1e3:.0f} | {t * 1e3:.0f} | " \
+                          f"{eager / t:.2f} |"
+                    if openvino and precision == "fp32":
+                        ov_sess = open_session(path, BackendOptions("openvino", threads=args.threads))
+                        t_ov = median_time(lambda: ov_sess.run(**feeds), args.repeats)
+                        row += f" {t_ov * 1e3:.0f} ({ov_sess.precision}) | {eager / t_ov:.2f} |"
+                    elif openvino:
+                        row += " - | - |"
+                    print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -292,6 +292,9 @@ class VideoWriter:
                                             self.stream.width, self.stream.height)
         self.stream.time_base = src.time_base
         self.stream.codec_context.time_base = src.time_base
+        # frames carry the plate's timestamps in its time base; the stream's may change when the
+        # muxer writes its header (MP4 raises a 1/1000 time base to 1/16000), this one does not
+        self.time_base = src.time_base
         options = {"crf": str(crf)} if crf is not None and codec in PRESET_CODECS else {}
         if preset is not None:
             options["preset"] = preset
@@ -317,11 +320,14 @@ class VideoWriter:
     def write_image(self, frame: Frame, rgb: np.ndarray) -> None:
         """An 8-bit RGB picture at `frame`'s timestamp."""
         vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=self.stream.pix_fmt)
-        vf.pts, vf.time_base = frame.pts, self.stream.time_base
+        vf.pts, vf.time_base = frame.pts, self.time_base
         if self.first_pts is None:
             self.first_pts = frame.pts
         self.last_pts = frame.pts
-        self.container.mux(self.stream.encode(vf))
+        try:
+            self.container.mux(self.stream.encode(vf))
+        except av.error.FFmpegError as exc:
+            raise OutputError(f"{self.path}: writing failed ({exc})") from None
 
     def _copy_audio(self) -> None:
         """Audio packets of the written span, untouched (no re-encoding)."""

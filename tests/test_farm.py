@@ -107,6 +107,30 @@ def test_openjd_job_in_three_chunks_equals_one_run(small_bundle, shot, tmp_path)
     assert audio_packets(out) == audio_packets(shot / "plate.mkv")
 
 
+@needs_openjd
+def test_openjd_assemble_passes_the_encoder_preset(shot, tmp_path):
+    """The Assemble step alone, on the plate's frames as PNG: EncoderPreset reaches x264
+    (ultrafast turns CABAC off; the default keeps it on)."""
+    assert run("farm", "openjd", "-o", tmp_path / "job").exit_code == 0
+    frames = tmp_path / "work" / "frames"
+    frames.mkdir(parents=True)
+    for i, (_, rgb) in enumerate(frames_of(shot / "plate.mkv")[0]):
+        Image.fromarray(rgb).save(frames / f"frame.{i:06d}.png")
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    options = {}
+    for preset in ("", "ultrafast"):
+        out = tmp_path / f"final{preset}.mp4"
+        job = subprocess.run(
+            [OPENJD, "run", tmp_path / "job" / "template.yaml", "--step", "Assemble",
+             "-p", f"Plate={shot / 'plate.mkv'}", "-p", f"Subject={shot / 'actor.jpg'}",
+             "-p", f"OutputDir={tmp_path / 'work'}", "-p", f"Output={out}", "-p", f"FrameEnd={N - 1}",
+             "-p", "Codec=h264", "-p", f"EncoderPreset={preset}"],
+            capture_output=True, text=True, env=env, timeout=300)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
+        options[preset] = out.read_bytes().split(b"options: ")[1][:400]
+    assert b"cabac=1" in options[""] and b"cabac=0" in options["ultrafast"]
+
+
 def test_killed_chunk_rerun_changes_nothing(small_bundle, shot, tmp_path):
     pattern = tmp_path / "frames" / "frame.%06d.png"
     pattern.parent.mkdir()

@@ -6,7 +6,7 @@ import sys
 import av
 import numpy as np
 import pytest
-from conftest import make_plate
+from conftest import make_plate, make_video
 from PIL import Image
 
 from models.synthetic import person_labels
@@ -89,6 +89,47 @@ def test_the_encoder_preset_reaches_x264_and_fits_only_h264_h265(plate, tmp_path
         assert not (tmp_path / "p.mov").exists() and not (tmp_path / "q.mp4").exists()
     finally:
         reader.close()
+
+
+@pytest.mark.parametrize("preset", [None, "ultrafast"])
+def test_an_mkv_plate_to_mp4_keeps_its_timestamps(tmp_path, preset):
+    """MP4 raises a 1/1000 time base (MKV's) to 1/16000 when it writes its header, at the
+    first packet: past it, frames must still be stamped in the plate's time base (x264's
+    lookahead holds 40 frames at the default preset, none at ultrafast)."""
+    make_video(tmp_path / "plate.mkv", n=60, size=(32, 48), audio=False)
+    reader = VideoReader(tmp_path / "plate.mkv")
+    try:
+        frames = list(reader.frames(FrameRange()))
+        writer = VideoWriter(tmp_path / "out.mp4", reader, preset=preset, audio="none")
+        for frame in frames:
+            writer.write_image(frame, frame.image)
+        writer.finish()
+        plate_time_base = reader.stream.time_base
+    finally:
+        reader.close()
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        stream = c.streams.video[0]
+        assert stream.time_base != plate_time_base  # the case this is about
+        times = [f.pts * stream.time_base for f in c.decode(stream)]
+    assert len(times) == 60 and times == [f.pts * plate_time_base for f in frames]
+
+
+def test_a_muxer_failure_is_an_output_error_and_leaves_nothing(tmp_path):
+    make_video(tmp_path / "plate.mkv", n=3, size=(32, 48), audio=False)
+    reader = VideoReader(tmp_path / "plate.mkv")
+    try:
+        first, second, third = reader.frames(FrameRange())
+        writer = VideoWriter(tmp_path / "out.mp4", reader, preset="ultrafast", audio="none")
+        with pytest.raises(OutputError, match="out.mp4: writing failed"):  # a timestamp twice
+            try:
+                for frame in (first, second, second, third):
+                    writer.write_image(frame, frame.image)
+                writer.finish()
+            finally:
+                writer.abort()
+    finally:
+        reader.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plate.mkv"]
 
 
 def test_replace_video_takes_an_encoded_subject_and_resumes_sequences(replacer, plate, tmp_path):
