@@ -66,6 +66,8 @@ def test_labels_to_model_picks_what_pillows_nearest_resize_picks(mode, model_hw)
             got = fit.labels_to_model(ids)
             assert got.dtype == np.int32 and got.shape == model_hw
             np.testing.assert_array_equal(got, fit._place(whole, 0), err_msg=f"{hw} -> {model_hw} {mode}")
+    with pytest.raises(ValueError, match="label map is 31x40, the frame 30x40"):
+        Fit.compute((40, 30), model_hw, mode).labels_to_model(np.zeros((40, 31), np.uint8))
 
 
 def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():
