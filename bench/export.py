@@ -12,11 +12,10 @@ eager. int8 needs trained weights and calibration photos: `bench/cpu.py` measure
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
-
-import importlib.util
 
 import onnxruntime as ort
 import torch
