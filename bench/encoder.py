@@ -23,7 +23,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scam_runtime.media import ENCODER_PRESETS, FrameRange, VideoReader, VideoWriter  # noqa: E402
+from scam_runtime.media import ENCODER_PRESETS, Encoding, FrameRange, VideoReader, VideoWriter  # noqa: E402
 
 CLIPS = ("pose_1.mp4", "pose_squats.mp4")
 
@@ -31,8 +31,8 @@ CLIPS = ("pose_1.mp4", "pose_squats.mp4")
 def encode(reader: VideoReader, frames: list, out: Path, preset: str, crf: int) -> float:
     """Thread-CPU seconds to write `frames` to `out` (finish, i.e. x264's delayed frames, included)."""
     out.unlink(missing_ok=True)
-    writer = VideoWriter(out, reader, "h264", crf, audio="none", threads=1,
-                         preset=None if preset == "medium" else preset)
+    writer = VideoWriter(out, reader, Encoding("h264", crf, preset=None if preset == "medium" else preset, threads=1),
+                         audio="none")
     start = time.thread_time()
     for frame in frames:
         writer.write_image(frame, frame.image)

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import InputError
-from .media import FrameRange, SequenceReader, VideoReader, VideoWriter
+from .media import Encoding, FrameRange, SequenceReader, VideoReader, VideoWriter
 
 
-def assemble_sequence(pattern: str, plate: Path, output: Path, codec: str = "h264", crf: int = 18,
-                      pix_fmt: str | None = None, audio: str = "copy", preset: str | None = None,
-                      each: Callable[[int], None] = lambda n: None) -> int:
+def assemble_sequence(pattern: str, plate: Path, output: Path, encoding: Encoding = Encoding(),
+                      audio: str = "copy", each: Callable[[int], None] = lambda n: None) -> int:
     """Encode `pattern`'s frames at `plate`'s frame rate, time base and timestamps, with its
     audio packets copied; returns the frame count. Written to a partial name, renamed when
     complete; a missing or extra frame is an error before anything is written."""
@@ -28,7 +27,7 @@ def assemble_sequence(pattern: str, plate: Path, output: Path, codec: str = "h26
         if numbers[-1] >= len(expected):
             raise InputError(f"{pattern}: has frames {plate.name} has not ({numbers[-1]} > {len(expected) - 1})")
         images = sequence.frames(FrameRange())
-        writer = VideoWriter(output, reader, codec, crf, pix_fmt, audio, preset=preset)
+        writer = VideoWriter(output, reader, encoding, audio)
         written = 0
         try:
             for frame in reader.frames(FrameRange()):

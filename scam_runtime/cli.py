@@ -33,7 +33,7 @@ from .jobs import (
     replace_video,
     save_subject,
 )
-from .media import AUDIO, CODECS, ENCODER_PRESETS, SequenceReader, is_sequence
+from .media import AUDIO, CODECS, ENCODER_PRESETS, Encoding, SequenceReader, is_sequence
 from .openvino_session import PRECISION_HINTS
 from .outputs import guard_file
 from .parsers import BUILTIN_MODEL
@@ -290,7 +290,7 @@ def assemble(sequence, plate, output, overwrite, codec, crf, pix_fmt, encoder_pr
             raise UsageError(f"{sequence}: not an image-sequence pattern such as frames/frame.%06d.png")
         inputs = [plate] + [path for _, path in SequenceReader(sequence).files]
         guard_file(output, inputs, overwrite)
-        n = assemble_sequence(sequence, plate, output, codec, crf, pix_fmt, audio, encoder_preset)
+        n = assemble_sequence(sequence, plate, output, Encoding(codec, crf, pix_fmt, encoder_preset), audio)
         click.echo(f"written: {output} ({n} frames)", err=True)
 
     _guard(action, debug)

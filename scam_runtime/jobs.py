@@ -19,13 +19,13 @@ from .atomic import atomic_path, write_image
 from .errors import InputError, OutputError, UsageError
 from .labels import MaskFiles, check_labels, read_labels
 from .media import (
+    Encoding,
     Frame,
     FrameRange,
     SequenceReader,
     SequenceWriter,
     VideoReader,
     VideoWriter,
-    check_encoder_preset,
     is_sequence,
     open_input,
     read_plate,
@@ -67,7 +67,12 @@ class VideoOptions:
     encoder_preset: str | None = None  # h264/h265 speed against size (None: the codec's, medium)
 
     def __post_init__(self) -> None:
-        check_encoder_preset(self.encoder_preset, self.codec)  # before any work, not at the writer
+        self.encoding("cpu")  # checks codec and preset before any work, not at the writer
+
+    def encoding(self, provider: str) -> Encoding:
+        """The video output's encoding, its codec threads chosen for the networks' `provider`."""
+        return Encoding(self.codec, self.crf, self.pix_fmt, self.encoder_preset,
+                        encoder_threads(self.encoder_threads, provider))
 
 
 CPU_PROVIDERS = ("cpu", "openvino")  # providers whose networks run on the CPU's cores
@@ -225,8 +230,7 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
         if is_sequence(output):
             writer = SequenceWriter(output, o.resume)
         else:
-            writer = VideoWriter(Path(output), reader, o.codec, o.crf, o.pix_fmt, o.audio, frames,
-                                 encoder_threads(o.encoder_threads, replacer.provider), o.encoder_preset)
+            writer = VideoWriter(Path(output), reader, o.encoding(replacer.provider), o.audio, frames)
         linear = output.lower().endswith(".exr")  # composited in float over a plate, 8-bit inputs linearised
         no_person = resized = 0
 

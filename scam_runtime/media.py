@@ -35,14 +35,33 @@ ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medi
 SEQUENCE_PATTERN = re.compile(r"%0?(\d*)d")
 
 
-def check_encoder_preset(preset: str | None, codec: str) -> None:
-    """UsageError unless `preset` is None or one of x264/x265's and the codec is one of theirs."""
-    if preset is None:
-        return
-    if preset not in ENCODER_PRESETS:
-        raise UsageError(f"--encoder-preset {preset}: not a preset; choose one of {', '.join(ENCODER_PRESETS)}")
-    if codec not in PRESET_CODECS:
-        raise UsageError(f"--encoder-preset: only for --codec {' or '.join(PRESET_CODECS)} (the codec is {codec})")
+@dataclass(frozen=True)
+class Encoding:
+    """How a movie is encoded: `scam-run video`'s output and `assemble`'s. Checked when made,
+    so a bad combination stops a job before any work."""
+    codec: str = "h264"           # h264 | h265 | prores | ffv1
+    crf: int | None = 18          # h264/h265 quality
+    pix_fmt: str | None = None    # None: the input's where the codec allows
+    preset: str | None = None     # h264/h265 speed against file size at the same crf (None: the codec's, medium)
+    threads: int = 0              # the codec's threads (0: its own choice, e.g. x264's 1.5 per core)
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise UsageError(f"codec must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        if self.preset is not None and self.preset not in ENCODER_PRESETS:
+            raise UsageError(f"--encoder-preset {self.preset}: not a preset; choose one of "
+                             f"{', '.join(ENCODER_PRESETS)}")
+        if self.preset is not None and self.codec not in PRESET_CODECS:
+            raise UsageError(f"--encoder-preset: only for --codec {' or '.join(PRESET_CODECS)} "
+                             f"(the codec is {self.codec})")
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The codec's private options."""
+        if self.codec not in PRESET_CODECS:
+            return {}
+        options = {} if self.crf is None else {"crf": str(self.crf)}
+        return options | ({} if self.preset is None else {"preset": self.preset})
 
 
 def is_sequence(spec: str | Path) -> bool:
@@ -268,14 +287,8 @@ def _pixel_format(codec: str, requested: str | None, source: str | None, width: 
 class VideoWriter:
     """Encodes at the input's frame rate, time base and timestamps; copies audio packets."""
 
-    def __init__(self, path: Path, source: VideoReader, codec: str = "h264", crf: int | None = 18,
-                 pix_fmt: str | None = None, audio: str = "copy", frames: FrameRange = FrameRange(),
-                 threads: int = 0, preset: str | None = None) -> None:
-        """`threads`: the codec's threads (0: its own choice, e.g. x264's 1.5 per core);
-        `preset`: x264/x265's speed against file size at the same `crf` (None: theirs, medium)."""
-        if codec not in CODECS:
-            raise UsageError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
-        check_encoder_preset(preset, codec)
+    def __init__(self, path: Path, source: VideoReader, encoding: Encoding = Encoding(), audio: str = "copy",
+                 frames: FrameRange = FrameRange()) -> None:
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise OutputError(f"{path.parent}: output folder missing or not writable")
         self.path, self.source, self.frames = path, source, frames
@@ -285,23 +298,20 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"{path}: cannot create the output ({exc})") from None
         src = source.stream
-        name = CODECS[codec]
+        name = CODECS[encoding.codec]
         self.stream = self.container.add_stream(name, rate=src.average_rate or Fraction(25))
         self.stream.width, self.stream.height = src.codec_context.width, src.codec_context.height
-        self.stream.pix_fmt = _pixel_format(name, pix_fmt, src.codec_context.pix_fmt,
+        self.stream.pix_fmt = _pixel_format(name, encoding.pix_fmt, src.codec_context.pix_fmt,
                                             self.stream.width, self.stream.height)
         self.stream.time_base = src.time_base
         self.stream.codec_context.time_base = src.time_base
         # frames carry the plate's timestamps in its time base; the stream's may change when the
         # muxer writes its header (MP4 raises a 1/1000 time base to 1/16000), this one does not
         self.time_base = src.time_base
-        options = {"crf": str(crf)} if crf is not None and codec in PRESET_CODECS else {}
-        if preset is not None:
-            options["preset"] = preset
-        if options:
-            self.stream.options = options
-        if threads:
-            self.stream.codec_context.thread_count = threads
+        if encoding.options:
+            self.stream.options = encoding.options
+        if encoding.threads:
+            self.stream.codec_context.thread_count = encoding.threads
         for tag in ("color_range", "color_primaries", "color_trc", "colorspace"):
             try:
                 setattr(self.stream.codec_context, tag, getattr(src.codec_context, tag))

@@ -15,7 +15,7 @@ from scam_runtime.atomic import atomic_path, partial_path, write_image, write_js
 from scam_runtime.errors import LabelError, OutputError, UsageError
 from scam_runtime.jobs import encoder_threads
 from scam_runtime.labels import merge_table
-from scam_runtime.media import FrameRange, VideoReader, VideoWriter
+from scam_runtime.media import Encoding, FrameRange, VideoReader, VideoWriter
 from scam_runtime.parsers import BUILTIN_MODEL, CropSpec, OnnxParser, ParserDescription
 
 N = 4
@@ -59,7 +59,7 @@ def test_the_video_encoder_gets_one_thread_beside_cpu_inference(plate, tmp_path)
     reader = VideoReader(plate / "in.mkv")
     try:
         for threads in (1, 3):
-            writer = VideoWriter(tmp_path / "out.mp4", reader, threads=threads)
+            writer = VideoWriter(tmp_path / "out.mp4", reader, Encoding(threads=threads))
             assert writer.stream.codec_context.thread_count == threads
             writer.abort()
         assert not (tmp_path / "out.mp4").exists()
@@ -74,19 +74,19 @@ def test_the_encoder_preset_reaches_x264_and_fits_only_h264_h265(plate, tmp_path
         settings, frames = {}, list(reader.frames(FrameRange(0, 1)))
         for preset in (None, "ultrafast"):
             out = tmp_path / f"{preset}.mp4"
-            writer = VideoWriter(out, reader, preset=preset)
+            writer = VideoWriter(out, reader, Encoding(preset=preset))
             for frame in frames:
                 writer.write_image(frame, frame.image)
             writer.finish()
             settings[preset] = out.read_bytes().split(b"options: ")[1][:400]
         assert b"cabac=1" in settings[None] and b"cabac=0" in settings["ultrafast"]
         with pytest.raises(UsageError, match=r"--encoder-preset: only for --codec h264 or h265 \(the codec is prores"):
-            VideoWriter(tmp_path / "p.mov", reader, "prores", preset="fast")
+            Encoding("prores", preset="fast")
         with pytest.raises(UsageError, match="--encoder-preset quick: not a preset; choose one of ultrafast"):
-            VideoWriter(tmp_path / "q.mp4", reader, preset="quick")
+            Encoding(preset="quick")
         with pytest.raises(UsageError, match="only for --codec h264 or h265"):  # before any work is done
             VideoOptions(codec="ffv1", encoder_preset="veryfast")
-        assert not (tmp_path / "p.mov").exists() and not (tmp_path / "q.mp4").exists()
+        assert VideoOptions(encoder_preset="fast").encoding("openvino") == Encoding(preset="fast", threads=1)
     finally:
         reader.close()
 
@@ -100,7 +100,7 @@ def test_an_mkv_plate_to_mp4_keeps_its_timestamps(tmp_path, preset):
     reader = VideoReader(tmp_path / "plate.mkv")
     try:
         frames = list(reader.frames(FrameRange()))
-        writer = VideoWriter(tmp_path / "out.mp4", reader, preset=preset, audio="none")
+        writer = VideoWriter(tmp_path / "out.mp4", reader, Encoding(preset=preset), audio="none")
         for frame in frames:
             writer.write_image(frame, frame.image)
         writer.finish()
@@ -119,7 +119,7 @@ def test_a_muxer_failure_is_an_output_error_and_leaves_nothing(tmp_path):
     reader = VideoReader(tmp_path / "plate.mkv")
     try:
         first, second, third = reader.frames(FrameRange())
-        writer = VideoWriter(tmp_path / "out.mp4", reader, preset="ultrafast", audio="none")
+        writer = VideoWriter(tmp_path / "out.mp4", reader, Encoding(preset="ultrafast"), audio="none")
         with pytest.raises(OutputError, match="out.mp4: writing failed"):  # a timestamp twice
             try:
                 for frame in (first, second, second, third):
