@@ -57,10 +57,12 @@ class Encoding:
 
     @property
     def options(self) -> dict[str, str]:
-        """The codec's private options."""
+        """The codec's private options (x265 logs 25 lines of settings per file unless told not to)."""
         if self.codec not in PRESET_CODECS:
             return {}
         options = {} if self.crf is None else {"crf": str(self.crf)}
+        if self.codec == "h265":
+            options["x265-params"] = "log-level=error"
         return options | ({} if self.preset is None else {"preset": self.preset})
 
 

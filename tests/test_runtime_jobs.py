@@ -91,6 +91,21 @@ def test_the_encoder_preset_reaches_x264_and_fits_only_h264_h265(plate, tmp_path
         reader.close()
 
 
+def test_h265_writes_without_x265s_log(tmp_path, capfd):
+    make_video(tmp_path / "plate.mkv", n=3, size=(32, 48), audio=False)
+    reader = VideoReader(tmp_path / "plate.mkv")
+    try:
+        writer = VideoWriter(tmp_path / "out.mp4", reader, Encoding("h265", preset="ultrafast"), audio="none")
+        for frame in reader.frames(FrameRange()):
+            writer.write_image(frame, frame.image)
+        writer.finish()
+    finally:
+        reader.close()
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "hevc" and sum(1 for _ in c.decode(video=0)) == 3
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("preset", [None, "ultrafast"])
 def test_an_mkv_plate_to_mp4_keeps_its_timestamps(tmp_path, preset):
     """MP4 raises a 1/1000 time base (MKV's) to 1/16000 when it writes its header, at the
