@@ -287,7 +287,8 @@ def _pixel_format(codec: str, requested: str | None, source: str | None, width: 
 
 
 class VideoWriter:
-    """Encodes at the input's frame rate, time base and timestamps; copies audio packets."""
+    """Encodes at the input's frame rate and timestamps (and time base, where the container
+    keeps it); copies audio packets."""
 
     def __init__(self, path: Path, source: VideoReader, encoding: Encoding = Encoding(), audio: str = "copy",
                  frames: FrameRange = FrameRange()) -> None:
