@@ -50,7 +50,7 @@ from scam_export.bundle import ExportOptions, export_bundle  # noqa: E402
 from scam_export.trt import build_engines  # noqa: E402
 from scam_runtime.backend import PROVIDER_CHOICES, BackendOptions  # noqa: E402
 from scam_runtime.geometry import Fit  # noqa: E402
-from scam_runtime.jobs import VideoOptions, replace_video  # noqa: E402
+from scam_runtime.jobs import CPU_PROVIDERS, VideoOptions, replace_video  # noqa: E402
 from scam_runtime.labels import MaskFiles, read_labels  # noqa: E402
 from scam_runtime.media import ENCODER_PRESETS, FrameRange, VideoReader  # noqa: E402
 from scam_runtime.parsers import ParserOptions, get_parser  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> None:
                 continue
             replacer = runs[provider, threads, batch][0]
             torch.set_num_threads(threads)
-            device = torch.device("cpu" if provider in ("cpu", "openvino") else "cuda")
+            device = torch.device("cpu" if provider in CPU_PROVIDERS else "cuda")
             enc, gen = enc.to(device), gen.to(device)
 
             def graphs(x: np.ndarray, lab: np.ndarray) -> None:

@@ -81,11 +81,8 @@ class Prepared(NamedTuple):
 
 class Generated(NamedTuple):
     """A frame whose generation is done but not yet composited."""
-    frame: np.ndarray       # as given: uint8 sRGB or float scene-linear
-    fit: Fit
-    image: np.ndarray       # float32 3×h×w in [-1, 1], model resolution
-    labels: np.ndarray      # the frame's label map
-    display: np.ndarray     # uint8 sRGB of the frame (the frame itself when uint8)
+    prepared: Prepared      # the frame, its label map and fit, as the networks got them
+    image: np.ndarray       # the generator's float32 3×h×w in [-1, 1], model resolution
 
 
 @dataclass(frozen=True)
@@ -258,26 +255,27 @@ class SubjectReplacer:
             z = self._mix(z_frames, subject).astype(np.float32)
         with self.times.stage("generate"):
             generated = self.generator.run(labels=lab, latents=z)
-        return [Generated(p.frame, p.fit, g, p.labels, p.display) for p, g in zip(items, generated)]
+        return [Generated(p, g) for p, g in zip(items, generated)]
 
     def finish(self, item: Generated) -> Result:
         """Back to the frame's size, then into the plate through the matte."""
+        p = item.prepared
         with self.times.stage("composite"):
-            _, _, fy, fx = item.fit.valid_region()
-            matte = np.zeros(item.display.shape[:2], np.float32)  # 0 outside what the model covered
+            _, _, fy, fx = p.fit.valid_region()
+            matte = np.zeros(p.display.shape[:2], np.float32)  # 0 outside what the model covered
             matte[fy, fx] = 1.0 if self.options.composite == "full" else \
-                person_matte(item.labels, self.options.feather)[fy, fx]
+                person_matte(p.labels, self.options.feather)[fy, fx]
             box = matte_box(matte)
-            patch = None if box is None else item.fit.image_to_frame(item.image, box)[0]
-            out = blend_patch(np.asarray(item.frame), patch, matte, box)
-            return Result(out, matte, item.labels, partial(_generated_image, item, box, patch))
+            patch = None if box is None else p.fit.image_to_frame(item.image, box)[0]
+            out = blend_patch(np.asarray(p.frame), patch, matte, box)
+            return Result(out, matte, p.labels, partial(_generated_image, item, box, patch))
 
 
 def _generated_image(item: Generated, box: tuple[slice, slice] | None, patch: np.ndarray | None) -> np.ndarray:
     """`Result.generated`: the whole covered region upscaled, with the matte's box as compositing
     used it (a window's resample may differ from the whole region's by one code value)."""
-    region, (fy, fx) = item.fit.image_to_frame(item.image)
-    raw = item.display.copy()
+    region, (fy, fx) = item.prepared.fit.image_to_frame(item.image)
+    raw = item.prepared.display.copy()
     raw[fy, fx] = region
     if box is not None:
         raw[box] = patch
