@@ -126,10 +126,12 @@ def load_subject(replacer: SubjectReplacer, subject: str | Path | Subject, subje
     subject = Path(subject)
     if subject.suffix == ".npz":
         return Subject.load(subject)
-    image, _ = read_plate(subject)
     if subject_mask is None:
+        image, _ = read_plate(subject)
         return replacer.encode_subject(image, parser(image))
-    return replacer.encode_subject(image, read_labels(subject_mask), source=str(subject_mask))
+    labels = read_labels(subject_mask)
+    image, _ = read_plate(subject, labels.shape, parser.note)
+    return replacer.encode_subject(image, labels, source=str(subject_mask))
 
 
 def bundle_files(replacer: SubjectReplacer) -> list[Path]:
@@ -158,11 +160,12 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
                 raise OutputError(f"{path.parent}: output folder missing")
     still = StillParser(parser, replacer, note, "subject and target")
     subj = load_subject(replacer, subject, subject_mask, still)
-    image, plate = read_plate(target)
+    labels = None if mask is None else read_labels(mask)
+    image, plate = read_plate(target, None if labels is None else labels.shape, note)
     frame = Frame(0, 0, image, plate=plate)
     if out.suffix.lower() == ".exr":
         frame = frame.with_linear_plate()
-    labels, source = (still(image), None) if mask is None else (read_labels(mask), str(mask))
+    labels, source = (still(image), None) if labels is None else (labels, str(mask))
     result = replacer.process(frame.pixels, labels, subj, source=source, display=frame.image)
     for path, picture in ((write_matte, np.round(result.matte * 255).astype(np.uint8)),
                           (write_raw, result.generated)):

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, LabelError
 
 Warn = Callable[[str], None]
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")  # photos a folder is searched for
 
 
@@ -31,10 +32,20 @@ def read_labels(path: Path) -> np.ndarray:
         raise LabelError(f"{path}: unreadable label map ({exc})") from None
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Any Pillow-readable image -> uint8 RGB H×W×3 (greyscale, 16-bit and alpha converted)."""
+def read_image(path: Path, labels_hw: tuple[int, int] | None = None, warn: Warn | None = None) -> np.ndarray:
+    """Any Pillow-readable image -> uint8 RGB H×W×3 (greyscale, 16-bit and alpha converted),
+    upright as displayed: its EXIF orientation applied (phones store a photo held upright
+    sideways, with a tag). With `labels_hw`, the size of a label map made for it: a map that
+    fits only the stored pixels keeps them as stored, and `warn` says so."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as stored:
+            orientation = stored.getexif().get(ORIENTATION_TAG, 1)
+            im = ImageOps.exif_transpose(stored) if orientation != 1 else stored
+            if labels_hw is not None and im.size[::-1] != labels_hw and stored.size[::-1] == labels_hw:
+                if warn is not None:
+                    warn(f"{path}: its label map fits the pixels as stored, not as displayed (EXIF "
+                         f"orientation {orientation}): the photo is used as stored")
+                im = stored
             if im.mode.startswith("I"):  # 16/32-bit greyscale: Pillow's convert would clip at 255
                 wide = np.asarray(im).astype(np.float64)
                 scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or wide.max() > 255 else 255.0)

@@ -23,7 +23,7 @@ from .atomic import partial_path, write_image
 from .colour import linear_to_srgb8
 from .errors import InputError, OutputError, UsageError
 from .exr import ExrPlate, load_openexr, plate_from_display, read_exr, write_exr
-from .labels import read_image
+from .labels import Warn, read_image
 from .replacer import Result
 
 AUDIO = ("copy", "none")
@@ -126,15 +126,19 @@ class Frame:
         return Frame(self.index, self.number, self.image, self.pts, plate_from_display(self.image))
 
 
-def read_plate(path: Path) -> tuple[np.ndarray, ExrPlate | None]:
-    """uint8 RGB of any image file, and the float plate too when it is an EXR."""
+def read_plate(path: Path, labels_hw: tuple[int, int] | None = None, warn: Warn | None = None
+               ) -> tuple[np.ndarray, ExrPlate | None]:
+    """uint8 RGB of any image file, upright (`read_image`), and the float plate too when it
+    is an EXR."""
     if path.suffix.lower() == ".exr":
         plate = read_exr(path)
         return plate.display, plate
-    return read_image(path), None
+    return read_image(path, labels_hw, warn), None
 
 
 class VideoReader:
+    """A video's frames as RGB, upright as a player shows them (a display rotation applied)."""
+
     def __init__(self, path: Path) -> None:
         if not path.is_file():
             raise InputError(f"{path}: no such file")
@@ -150,6 +154,17 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         self.audio = list(self.container.streams.audio)
         self.decoded = 0  # frames decoded so far: the clip's length once a run went past its end
+        try:
+            self.quarter_turns = _quarter_turns(path)
+        except InputError:
+            self.container.close()
+            raise
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames as displayed, which is how `frames` gives them."""
+        w, h = self.stream.codec_context.width, self.stream.codec_context.height
+        return (h, w) if self.quarter_turns % 2 else (w, h)
 
     @property
     def count(self) -> int | None:
@@ -175,12 +190,30 @@ class VideoReader:
                 if frames.last is not None and index > frames.last:
                     break
                 if index in frames:
-                    yield Frame(index, index, vf.to_ndarray(format="rgb24"), vf.pts)
+                    image = vf.to_ndarray(format="rgb24")
+                    if self.quarter_turns:
+                        image = np.ascontiguousarray(np.rot90(image, self.quarter_turns))
+                    yield Frame(index, index, image, vf.pts)
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: decoding failed ({exc})") from None
 
     def close(self) -> None:
         self.container.close()
+
+
+def _quarter_turns(path: Path) -> int:
+    """How many quarter turns counter-clockwise (`np.rot90`'s k) show the stored frames as a
+    player does: the display matrix (how phones store portrait video) that FFmpeg attaches
+    to every decoded frame, read off the first one."""
+    try:
+        with av.open(str(path)) as probe:
+            first = next(probe.decode(video=0), None)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"{path}: decoding failed ({exc})") from None
+    angle = 0.0 if first is None else first.rotation
+    if angle % 90:
+        raise InputError(f"{path}: displayed rotated by {angle:g} degrees; only quarter turns are supported")
+    return round(angle / 90) % 4
 
 
 class SequenceReader:
@@ -303,7 +336,7 @@ class VideoWriter:
         src = source.stream
         name = CODECS[encoding.codec]
         self.stream = self.container.add_stream(name, rate=src.average_rate or Fraction(25))
-        self.stream.width, self.stream.height = src.codec_context.width, src.codec_context.height
+        self.stream.width, self.stream.height = source.size  # frames come upright: no display matrix
         self.stream.pix_fmt = _pixel_format(name, encoding.pix_fmt, src.codec_context.pix_fmt,
                                             self.stream.width, self.stream.height)
         self.stream.time_base = src.time_base

@@ -1,4 +1,4 @@
-"""`scam-train fit | evaluate | sample | slim | parser-fit | parser-eval | prepare`.
+"""`scam-train fit | pack | evaluate | sample | slim | parser-fit | parser-eval | prepare`.
 
 `fit` settings come from the TrainConfig defaults, then `--config FILE` (YAML or JSON), then the
 options given on the command line; the effective config is saved as `RUN/config.json`.
@@ -114,11 +114,13 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
     "seed": "seed", "device": "device",
     "log_every": "log_every", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
     "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
+    "person_weight": "person_weight", "adversarial_weight": "adversarial_weight", "gan_start": "gan_start",
+    "lr_schedule": "lr_schedule", "warmup_steps": "warmup_steps", "max_minutes": "max_minutes",
 }
 
 
 @main.command()
-@click.option("--data", type=click.Path(file_okay=False), help="folder with images/ and labels/")
+@click.option("--data", type=click.Path(), help="folder with images/ and labels/, or a packed set (FILE.npz)")
 @click.option("--out", type=click.Path(file_okay=False), help="run folder (checkpoints, logs, samples)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON settings")
 @click.option("--scheme", cls=DefaultFrom, config=TRAIN,
@@ -134,6 +136,18 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--batch-size", type=int, cls=DefaultFrom, config=TRAIN, help="global batch, split over processes")
 @click.option("--lr", type=float, cls=DefaultFrom, config=TRAIN, help="encoder + generator")
 @click.option("--lr-d", type=float, cls=DefaultFrom, config=TRAIN, help="discriminator")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), cls=DefaultFrom, config=TRAIN,
+              help="cosine: both learning rates to 0 at --max-steps, or at the end of --max-minutes")
+@click.option("--warmup-steps", type=int, cls=DefaultFrom, config=TRAIN,
+              help="linear learning-rate ramp over the first steps of this invocation")
+@click.option("--max-minutes", type=float, cls=DefaultFrom, config=TRAIN,
+              help="wall-clock budget: stop cleanly with RUN/last.pt once spent, 0 = none")
+@click.option("--person-weight", type=float, cls=DefaultFrom, config=TRAIN,
+              help="weight of person (non-background) pixels in the L1 loss")
+@click.option("--adversarial-weight", type=float, cls=DefaultFrom, config=TRAIN,
+              help="GAN loss weight, 0 = reconstruction only (no discriminator step)")
+@click.option("--gan-start", type=int, cls=DefaultFrom, config=TRAIN,
+              help="step from which the GAN and feature-matching terms (and D) train: reconstruction first")
 @click.option("--perceptual", type=click.Choice(["vgg", "inception"]),
               help="perceptual network: vgg (ImageNet VGG19, needs its file offline) or inception "
                    "(InceptionV3 from the [metrics] extra, offline)", cls=DefaultFrom, config=TRAIN)
@@ -158,7 +172,7 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--snapshot-every", type=int, cls=DefaultFrom, config=TRAIN,
               help="steps between kept step_N.pt copies, 0 = none")
 @click.option("--progress", type=click.Choice(["bar", "json", "none"]), cls=DefaultFrom, config=TRAIN)
-@click.option("--init", help="start from this checkpoint's encoder and generator (fine-tuning)")
+@click.option("--init", help="start from this checkpoint's encoder, generator and discriminator (when it has one)")
 @click.option("--resume", is_flag=True, help="continue RUN/last.pt (with RUN/config.json unless --config)")
 @click.option("--overwrite", is_flag=True, help="start afresh in a RUN folder that holds an earlier run")
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
@@ -193,10 +207,32 @@ def fit(config_file: str | None, model_set: tuple[str, ...], resume: bool, overw
     _run(action, debug)
 
 
+@main.command()
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/ and labels/")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.npz to write")
+@click.option("--height", required=True, type=click.IntRange(8), help="the model's height")
+@click.option("--width", required=True, type=click.IntRange(8), help="the model's width")
+@click.option("--scheme", default="bfb3", show_default=True, help="label scheme of the label maps")
+@click.option("--labels-dir", default="labels", show_default=True)
+@click.option("--split", help="subfolder of DIR or list file of names")
+@click.option("--fit", type=click.Choice(["letterbox", "crop"]), default="letterbox", show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace an existing OUTPUT")
+@click.option("--debug", is_flag=True, help="tracebacks on errors")
+def pack(data: str, output: Path, height: int, width: int, scheme: str, labels_dir: str, split: str | None,
+         fit: str, overwrite: bool, debug: bool) -> None:
+    """Pack a data folder at the model's size into one .npz (for a lent GPU: fit --data FILE.npz)."""
+    def action() -> None:
+        from .pack import PackSpec, write_pack
+        with _item_bar("packing") as each:
+            path = write_pack(PackSpec(data, height, width, scheme, labels_dir, split, fit), output, overwrite, each)
+        click.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    _run(action, debug)
+
+
 def _eval_options(f: Callable) -> Callable:
     for decorator in reversed([
         click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="checkpoint (model.pt)"),
-        click.option("--data", required=True, type=click.Path(file_okay=False), help="folder with images/, labels/"),
+        click.option("--data", required=True, type=click.Path(), help="folder with images/, labels/, or FILE.npz"),
         click.option("--scheme", help="label scheme [default: the checkpoint's]"),
         click.option("--labels-dir", default="labels", show_default=True),
         click.option("--split", help="subfolder of DIR or list file of names"),

@@ -14,6 +14,7 @@ from .schemes import LabelScheme
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PERCEPTUAL = ("vgg", "inception")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01
     l1_weight: float = 10.0
+    person_weight: float = 1.0                            # weight of person (non-background) pixels in L1
+    adversarial_weight: float = 1.0                       # 0: reconstruction only (no discriminator)
+    gan_start: int = 0                                    # step from which the GAN terms and D train
     perceptual_weight: float = 10.0
     perceptual: str = "vgg"                               # vgg (spec) or inception (ships offline)
     feature_matching_weight: float | None = None          # None: 10 when the perceptual loss is off
@@ -45,6 +49,9 @@ class TrainConfig:
     precision: str = "auto"                               # auto: bf16 on CUDA where supported, else fp32
     attention: str = "folded"                             # same function and gradients as dense, less work
     grad_clip: float = 0.0                                # 0: no clipping (max global norm otherwise)
+    lr_schedule: str = "constant"                         # cosine: to 0 over max_steps (or max_minutes)
+    warmup_steps: int = 0                                 # linear ramp at the start of each invocation
+    max_minutes: float = 0.0                              # 0: no wall-clock budget
     flip: bool = True
     jitter: float = 0.1
     workers: int = 2
@@ -68,9 +75,16 @@ class TrainConfig:
             raise ConfigError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {self.perceptual!r}")
         if self.progress not in ("bar", "json", "none"):
             raise ConfigError(f"progress must be bar, json or none, got {self.progress!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         for name in ("batch_size", "max_steps", "log_every", "sample_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("person_weight", "adversarial_weight", "gan_start", "warmup_steps", "max_minutes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.person_weight == 0:
+            raise ConfigError("person_weight must be positive (it scales person pixels against background ones)")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -80,6 +94,10 @@ class TrainConfig:
         if self.feature_matching_weight is not None:
             return self.feature_matching_weight
         return 10.0 if self.perceptual_weight == 0 else 0.0
+
+    def gan_active(self, step: int) -> bool:
+        """The adversarial phase (G's GAN and feature-matching terms, D's step) at this step."""
+        return self.adversarial_weight > 0 and step >= self.gan_start
 
     def model_config(self, scheme: LabelScheme) -> ModelConfig:
         try:

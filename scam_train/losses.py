@@ -22,9 +22,21 @@ def hinge_g(fake: DiscOutput) -> torch.Tensor:
     return torch.stack([-f[-1].mean() for f in fake]).mean()
 
 
-def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Reconstruction L1 (weighted by λ₁ = 10 in the spec's training)."""
-    return F.l1_loss(fake, real)
+def l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Reconstruction L1 (weighted by λ₁ = 10 in the spec's training). `weight` (B×1×H×W)
+    weighs pixels; the sum is divided by the weights' sum, so the loss keeps its scale."""
+    if weight is None:
+        return F.l1_loss(fake, real)
+    weight = weight.expand_as(real)
+    return ((fake - real).abs() * weight).sum() / weight.sum()
+
+
+def person_weights(ids: torch.Tensor, person_weight: float) -> torch.Tensor | None:
+    """B×1×H×W pixel weights: `person_weight` where the label is not background (id 0), else
+    1. None at weight 1 (plain L1)."""
+    if person_weight == 1:
+        return None
+    return torch.where(ids > 0, person_weight, 1.0).unsqueeze(1).float()
 
 
 def feature_matching(real: DiscOutput, fake: DiscOutput) -> torch.Tensor:

@@ -37,7 +37,8 @@ class ParserAugment:
 
 
 def _load(pair: Pair, scheme: LabelScheme, max_height: int) -> tuple[Image.Image, Image.Image]:
-    image, ids = read_image(pair.image), scheme.apply(read_labels(pair.labels), pair.labels)
+    labels = read_labels(pair.labels)
+    image, ids = read_image(pair.image, labels.shape), scheme.apply(labels, pair.labels)
     im, lab = Image.fromarray(image), Image.fromarray(ids.astype(np.uint8))
     if im.height > max_height:  # keep memory small; the canvas is much smaller still
         size = (round(im.width * max_height / im.height), max_height)

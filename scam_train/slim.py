@@ -1,6 +1,8 @@
-"""A run's checkpoint → the file to ship: its (EMA) encoder and generator only, optionally
-stored in fp16, with the settings that made it. `scam-export --ckpt` and `scam-train fit
---init` take it like any checkpoint (weights are cast back to fp32 on load)."""
+"""A run's checkpoint → the file to ship: its (EMA) encoder and generator and its
+discriminator, optionally stored in fp16, with the settings that made it. `scam-export
+--ckpt` takes it like any checkpoint and `scam-train fit --init` continues from it, the
+discriminator included (weights are cast back to fp32 on load). Optimiser moments are
+dropped: they would double the file, and a continuation warms up its learning rate instead."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +26,7 @@ def slim_checkpoint(source: Path, out: Path, fp16: bool = True, overwrite: bool 
     dtype = torch.float16 if fp16 else None
     slim = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": payload["config"],
             **{name: {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v
-                      for k, v in payload[name].items()} for name in ("encoder", "generator")},
+                      for k, v in payload[name].items()}
+               for name in ("encoder", "generator", "discriminator") if isinstance(payload.get(name), dict)},
             **{k: payload[k] for k in _KEPT if k in payload}}
     return write_payload(out, slim)

@@ -9,6 +9,7 @@ the file is exactly what `scam-export --ckpt` takes.
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -34,10 +35,11 @@ from models.checkpoint import CheckpointError
 from scam_runtime.atomic import write_image, write_json
 
 from .config import TrainConfig
-from .data import Augment, PairDataset, check_pairs, find_pairs
+from .data import AugmentedDataset, Augment, PairDataset, check_pairs, find_pairs
 from .errors import ConfigError
 from .inception import InceptionPerceptual
-from .losses import feature_matching, hinge_d, hinge_g, l1
+from .losses import feature_matching, hinge_d, hinge_g, l1, person_weights
+from .pack import PackedDataset, is_pack
 from .runlog import Progress, RunLog
 from .schemes import load_scheme
 from .vgg import VGGPerceptual
@@ -65,6 +67,20 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return super().__len__() - self.skip
+
+
+def _open_data(cfg: TrainConfig, note: Callable[[str], None]) -> AugmentedDataset:
+    """The training pairs: a packed set (`--data FILE.npz`) or a data folder (checked up front)."""
+    augment = Augment(cfg.flip, cfg.jitter)
+    if is_pack(cfg.data):
+        if cfg.split is not None:
+            raise ConfigError(f"{cfg.data}: a packed set is already one split; pack another instead of --split")
+        dataset = PackedDataset(cfg.data, augment, cfg.seed)
+        dataset.check(cfg.height, cfg.width, cfg.fit)
+        return dataset
+    scheme = load_scheme(cfg.scheme)
+    pairs = find_pairs(cfg.data, cfg.split, cfg.labels_dir)
+    return PairDataset(pairs, check_pairs(pairs, scheme, note), cfg.height, cfg.width, cfg.fit, augment, cfg.seed)
 
 
 class Interrupted(Exception):
@@ -126,18 +142,15 @@ class Trainer:
         if self.perceptual is not None:
             self.perceptual.to(self.device)
 
-        scheme = load_scheme(cfg.scheme)
-        pairs = find_pairs(cfg.data, cfg.split, cfg.labels_dir)
-        self.scheme = check_pairs(pairs, scheme)
+        self.dataset = _open_data(cfg, self.note)
+        self.scheme = self.dataset.scheme
         self.model_config = cfg.model_config(self.scheme)
-        self.dataset = PairDataset(pairs, self.scheme, cfg.height, cfg.width, cfg.fit,
-                                   Augment(cfg.flip, cfg.jitter), cfg.seed)
         self.local_batch = cfg.batch_size // self.world
         self.sampler = ResumableSampler(self.dataset, num_replicas=self.world, rank=self.rank,
                                         shuffle=True, seed=cfg.seed, drop_last=True)
         self.batches_per_epoch = len(self.sampler) // self.local_batch
         if self.batches_per_epoch == 0:
-            raise ConfigError(f"{cfg.data}: {len(pairs)} pairs cannot fill one batch of {cfg.batch_size}")
+            raise ConfigError(f"{cfg.data}: {len(self.dataset)} pairs cannot fill one batch of {cfg.batch_size}")
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         c = self.model_config
@@ -156,6 +169,7 @@ class Trainer:
             if cfg.init:
                 self._init_from(Path(cfg.init))
             torch.manual_seed(cfg.seed + 1000 * self.rank)  # noise draws differ between ranks
+        self.first_step = self.step  # the learning-rate warm-up counts from here
         ddp = dict(device_ids=[self.device.index]) if self.device.type == "cuda" else {}
         self.ae_ddp = DDP(self.ae, **ddp) if self.world > 1 else self.ae
         self.disc_ddp = DDP(self.disc, **ddp) if self.world > 1 else self.disc
@@ -165,54 +179,80 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
 
-    def train_step(self, image: torch.Tensor, ids: torch.Tensor) -> dict[str, float]:
-        """Generator (encoder included) step, then discriminator step, as in the reference."""
+    def train_step(self, image: torch.Tensor, ids: torch.Tensor, lr_factor: float = 1.0) -> dict[str, float]:
+        """Generator (encoder included) step, then discriminator step, as in the reference;
+        before `gan_start` (or at adversarial weight 0) the reconstruction losses alone."""
         cfg = self.cfg
+        gan = cfg.gan_active(self.step)
+        for opt, lr in ((self.opt_g, cfg.lr), (self.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor
         image, ids = image.to(self.device, non_blocking=True), ids.to(self.device, non_blocking=True)
         mask = one_hot(ids, self.model_config.num_labels)
         self.disc.requires_grad_(False)
         with self._autocast():
             fake = self.ae_ddp(image, mask)
-            d_fake = self.disc(fake, mask)  # unwrapped: D takes no gradient here
-            losses = {"g_gan": hinge_g(d_fake), "l1": l1(fake.float(), image)}
-            total = losses["g_gan"] + cfg.l1_weight * losses["l1"]
+            losses = {"l1": l1(fake.float(), image, person_weights(ids, cfg.person_weight))}
+            total = cfg.l1_weight * losses["l1"]
             if self.perceptual is not None:
                 losses[cfg.perceptual] = self.perceptual(fake.float(), image)
                 total = total + cfg.perceptual_weight * losses[cfg.perceptual]
-            if cfg.fm_weight > 0:
-                with torch.no_grad():
-                    d_real = self.disc(image, mask)
-                losses["fm"] = feature_matching(d_real, d_fake)
-                total = total + cfg.fm_weight * losses["fm"]
+            if gan:
+                d_fake = self.disc(fake, mask)  # unwrapped: D takes no gradient here
+                losses["g_gan"] = hinge_g(d_fake)
+                total = total + cfg.adversarial_weight * losses["g_gan"]
+                if cfg.fm_weight > 0:
+                    with torch.no_grad():
+                        d_real = self.disc(image, mask)
+                    losses["fm"] = feature_matching(d_real, d_fake)
+                    total = total + cfg.fm_weight * losses["fm"]
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self._clip(self.opt_g, self.ae)
         self.scaler.step(self.opt_g)
         if self.ema is not None:
             self.ema.update_parameters(self.ae)
-
-        self.disc.requires_grad_(True)
-        with self._autocast():
-            both = self.disc_ddp(torch.cat([image, fake.detach()]), torch.cat([mask, mask]))
-            b = image.shape[0]
-            losses["d"] = hinge_d([[t[:b] for t in s] for s in both], [[t[b:] for t in s] for s in both])
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["d"]).backward()
-        self._clip(self.opt_d, self.disc)
-        self.scaler.step(self.opt_d)
+        if gan:
+            losses["d"] = self._discriminator_step(image, fake.detach(), mask)
         self.scaler.update()
         self.step += 1
         return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.disc.requires_grad_(True)
+        with self._autocast():
+            both = self.disc_ddp(torch.cat([real, fake]), torch.cat([mask, mask]))
+            b = real.shape[0]
+            loss = hinge_d([[t[:b] for t in s] for s in both], [[t[b:] for t in s] for s in both])
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self._clip(self.opt_d, self.disc)
+        self.scaler.step(self.opt_d)
+        return loss
 
     def _clip(self, opt: torch.optim.Optimizer, net: nn.Module) -> None:
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
 
+    def lr_factor(self, elapsed_s: float) -> float:
+        """The schedule's multiplier of both learning rates: a linear warm-up over the first
+        `warmup_steps` of this invocation, then constant or cosine to 0 at the run's end
+        (`max_steps`, or with `max_minutes` the end of this invocation's budget)."""
+        cfg = self.cfg
+        done = self.step - self.first_step
+        warm = min(1.0, (done + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        if cfg.lr_schedule == "constant":
+            return warm
+        progress = elapsed_s / (60 * cfg.max_minutes) if cfg.max_minutes else self.step / cfg.max_steps
+        return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
     # -- the loop ---------------------------------------------------------------------------
     def fit(self) -> Path:
-        """Train to `max_steps`; returns `RUN/last.pt`. Raises `Interrupted` on Ctrl-C."""
+        """Train to `max_steps` (or `max_minutes`); returns `RUN/last.pt`. Raises
+        `Interrupted` on Ctrl-C."""
         cfg = self.cfg
+        started = time.monotonic()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "samples").mkdir(exist_ok=True)
@@ -246,10 +286,11 @@ class Trainer:
                         if self.stop_requested:
                             raise Interrupted(self.step, self.save(self.out / "last.pt")) from None
                         raise
-                    losses = self.train_step(image, ids)
+                    losses = self.train_step(image, ids, self.lr_factor(time.monotonic() - started))
                     rate = cfg.batch_size / (time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    if self._should_stop():
+                    interrupted, time_up = self._should_stop(time.monotonic() - started)
+                    if interrupted:
                         raise Interrupted(self.step, self.save(self.out / "last.pt"))
                     if self.main:
                         progress.update(self.step, rate, losses)
@@ -259,6 +300,11 @@ class Trainer:
                         if self.step % cfg.sample_every == 0 or self.step == cfg.max_steps:
                             self._sample(fixed, log)
                     self._checkpoints()
+                    if time_up:
+                        self.note(f"\n{cfg.max_minutes:g}-minute budget spent at step {self.step}")
+                        if self.main:
+                            self._sample(fixed, log)
+                        return self.save(self.out / "last.pt")
                     if self.step >= cfg.max_steps:
                         break
             return self.out / "last.pt"
@@ -273,13 +319,15 @@ class Trainer:
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = True
 
-    def _should_stop(self) -> bool:
-        """Every rank stops at the same step (the flag is all-reduced)."""
+    def _should_stop(self, elapsed_s: float) -> tuple[bool, bool]:
+        """(Ctrl-C or SIGTERM seen, wall-clock budget spent); every rank stops at the same
+        step (the flags are all-reduced)."""
+        time_up = bool(self.cfg.max_minutes) and elapsed_s >= 60 * self.cfg.max_minutes
         if self.world == 1:
-            return self.stop_requested
-        flag = torch.tensor([float(self.stop_requested)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+            return self.stop_requested, time_up
+        flags = torch.tensor([float(self.stop_requested), float(time_up)], device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bool(flags[0].item()), bool(flags[1].item())
 
     def _checkpoints(self) -> None:
         cfg, step = self.cfg, self.step
@@ -344,7 +392,8 @@ class Trainer:
         return path
 
     def _init_from(self, path: Path) -> None:
-        """Fine-tuning: encoder and generator from `path` (same model config), all else fresh."""
+        """Continuing a model: encoder, generator and (when the file has one) discriminator from
+        `path` (same model config); optimiser moments, step and schedule start afresh."""
         payload = read_checkpoint(path, map_location="cpu")
         if payload["config"] != self.model_config.to_dict():
             raise ConfigError(f"{path}: its model config differs from this run's; use the same preset, "
@@ -353,7 +402,9 @@ class Trainer:
         self.ae.generator.load_state_dict(payload["generator"])
         if self.ema is not None:
             self.ema.module.load_state_dict(self.ae.state_dict())
-        self.note(f"initialised encoder and generator from {path}")
+        if isinstance(payload.get("discriminator"), dict):
+            self.disc.load_state_dict(payload["discriminator"])
+        self.note(f"initialised encoder, generator{' and discriminator' * ('discriminator' in payload)} from {path}")
 
     def _resume(self) -> None:
         path = self.out / "last.pt"

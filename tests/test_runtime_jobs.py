@@ -273,3 +273,78 @@ def test_importing_the_atomic_writer_loads_neither_pyav_nor_onnxruntime():
     code = "import sys, scam_runtime.atomic; print(sorted({'av', 'onnxruntime'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# EXIF orientation k: the transpose that stores an upright picture so that a viewer turns it back
+STORE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+         5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+         8: Image.Transpose.ROTATE_270}
+
+
+def save_oriented(upright: Image.Image, path, orientation: int) -> None:
+    """A JPEG as a phone writes it: pixels stored turned, the EXIF tag saying how to show them."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    upright.transpose(STORE[orientation]).save(path, quality=100, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_photos_are_read_upright_whatever_their_exif_orientation(tmp_path, orientation):
+    from scam_runtime.labels import read_image
+    upright = np.zeros((48, 32, 3), np.uint8)
+    upright[:16, :8] = (255, 0, 0)          # a red corner top left, a green bar at the bottom
+    upright[40:, :] = (0, 255, 0)
+    save_oriented(Image.fromarray(upright), tmp_path / "p.jpg", orientation)
+    read = read_image(tmp_path / "p.jpg")
+    assert read.shape == upright.shape
+    assert np.abs(read.astype(int) - upright).mean() < 4  # JPEG's error; any wrong turn is about 60
+
+
+def test_a_sideways_phone_photo_comes_out_upright(replacer, plate, tmp_path):
+    actor = Image.open(plate / "actor.png")
+    save_oriented(actor, tmp_path / "phone.jpg", 6)
+    notes = []
+    out = replace_image(tmp_path / "phone.jpg", tmp_path / "phone.jpg", tmp_path / "o.png", replacer=replacer,
+                        subject_mask=plate / "actor_mask.png", mask=plate / "actor_mask.png", note=notes.append)
+    assert Image.open(out).size == actor.size and not [n for n in notes if "EXIF" in n]
+    # a label map made on the stored pixels: those are used, and said
+    Image.open(plate / "actor_mask.png").transpose(STORE[6]).save(tmp_path / "stored_mask.png")
+    out = replace_image(tmp_path / "phone.jpg", tmp_path / "phone.jpg", tmp_path / "s.png", replacer=replacer,
+                        subject_mask=tmp_path / "stored_mask.png", mask=tmp_path / "stored_mask.png",
+                        note=notes.append)
+    assert Image.open(out).size == actor.size[::-1]
+    assert any("fits the pixels as stored" in n and "orientation 6" in n for n in notes), notes
+
+
+def test_a_phone_clip_with_a_display_rotation_is_processed_and_written_upright(replacer, plate, tmp_path):
+    """Stored 128×96 with the display matrix a phone held upright writes (a quarter turn
+    clockwise to show): parser, networks and output all see the 96×128 upright picture."""
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=12)
+        s.width, s.height, s.pix_fmt, s.options = 128, 96, "yuv444p", {"qp": "0"}
+        s.set_display_rotation(-90)  # tkhd matrix (0 1 / -1 0): shown turned a quarter clockwise
+        for i in range(N):
+            img = np.full((96, 128, 3), 40, np.uint8)
+            img[:16, :24] = 250      # a bright block at the stored top left
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for packet in s.encode(f):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    reader = VideoReader(clip)
+    first = next(reader.frames(FrameRange())).image
+    reader.close()
+    assert reader.size == (96, 128) and first.shape == (128, 96, 3)
+    assert first[:24, -16:].mean() > 200 and first[-24:, :16].mean() < 100  # now at the top right
+    (tmp_path / "masks").mkdir()
+    for i in range(N):
+        Image.fromarray(person_labels(128, 96, shift=i)).save(tmp_path / "masks" / f"{i:04d}.png")
+    report = replace_video(clip, plate / "actor.png", tmp_path / "out.mp4", replacer=replacer, progress="none",
+                           options=VideoOptions(subject_mask=plate / "actor_mask.png", masks=str(tmp_path / "masks")))
+    assert report.frames == N
+    with av.open(report.output) as c:
+        out = next(c.decode(video=0))
+    assert (out.width, out.height, out.rotation) == (96, 128, 0)  # upright pixels, no matrix to apply
+    assert out.to_ndarray(format="rgb24")[:16, -16:].mean() > 200

@@ -136,3 +136,29 @@ def test_letterbox_pads_and_augmentation_is_reproducible(tmp_path):
         ds.epoch = epoch
         draws.add(round(float(ds[0][0].mean()), 5))
     assert len(draws) > 1  # jitter varies with the epoch
+
+
+def test_training_photos_count_upright_and_a_stored_only_label_map_is_named(tmp_path):
+    """A phone photo (EXIF orientation 6) pairs with a label map of its displayed size; a map
+    of its stored size is used with the stored pixels, with a warning naming it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright = np.zeros((40, 24, 3), np.uint8)
+    upright[:10] = 255
+    for name in ("shown", "stored"):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "labels").mkdir()
+        Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(
+            tmp_path / name / "images" / "a.jpg", quality=100, exif=exif)
+    ids = np.zeros((40, 24), np.uint8)
+    ids[:10] = 1
+    Image.fromarray(ids).save(tmp_path / "shown" / "labels" / "a.png")
+    Image.fromarray(ids).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "stored" / "labels" / "a.png")
+    for name, warned, shape in (("shown", False, (40, 24)), ("stored", True, (24, 40))):
+        warnings = []
+        pairs = find_pairs(tmp_path / name)
+        scheme = check_pairs(pairs, load_scheme("bfb3"), warnings.append)
+        assert bool(warnings) == warned and all("EXIF orientation 6" in w for w in warnings)
+        image, labels = PairDataset(pairs, scheme, *shape).load(0)  # the model's size = the photo's
+        assert np.array_equal(labels, np.asarray(Image.open(pairs[0].labels)))
+        assert np.abs((image[0] + 1) * 127.5 - 255 * labels).mean() < 4  # white where label 1: aligned

@@ -244,8 +244,9 @@ def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path)
     r = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
     assert r.exit_code == 0, r.output
     slim = read_checkpoint(tmp_path / "model.pt")
-    assert "opt_g" not in slim and "discriminator" not in slim
-    assert {t.dtype for t in slim["generator"].values() if t.is_floating_point()} == {torch.float16}
+    assert "opt_g" not in slim and "ema" not in slim and "train_encoder" not in slim
+    for name in ("generator", "discriminator"):
+        assert {t.dtype for t in slim[name].values() if t.is_floating_point()} == {torch.float16}
     assert (tmp_path / "model.pt").stat().st_size < source.stat().st_size / 4
     again = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
     assert again.exit_code == 2 and "--overwrite" in again.output
@@ -262,3 +263,59 @@ def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path)
                                            init=str(tmp_path / "model.pt"))))
     for a, b in zip(enc_slim.state_dict().values(), tuned.ae.encoder.state_dict().values()):
         assert torch.equal(a, b)
+    for key, value in tuned.disc.state_dict().items():  # the discriminator continues too
+        assert torch.equal(value, slim["discriminator"][key].float()), key
+
+
+def test_reconstruction_first_then_gan(shared, split, tmp_path):
+    """Before gan_start neither the GAN terms nor the discriminator train; from it both do."""
+    trainer = Trainer(TrainConfig(**settings(shared, split, tmp_path, max_steps=4, gan_start=2, person_weight=4,
+                                             log_every=1)))
+    disc = {k: v.clone() for k, v in trainer.disc.state_dict().items()}
+    trainer.train_step(*trainer._fixed_batch())
+    trainer.train_step(*trainer._fixed_batch())
+    assert all(torch.equal(v, trainer.disc.state_dict()[k]) for k, v in disc.items())
+    trainer.fit()
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [3, 4] and all("loss/d" in r and "loss/g_gan" in r for r in logged)
+    assert not all(torch.equal(v, trainer.disc.state_dict()[k]) for k, v in disc.items())
+    recon_only = Trainer(TrainConfig(**settings(shared, split, tmp_path / "r", max_steps=2, adversarial_weight=0,
+                                                log_every=1)))
+    recon_only.fit()
+    logged = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert all(set(r) & {"loss/d", "loss/g_gan", "loss/fm"} == set() for r in logged)
+
+
+def test_learning_rate_schedule(shared, split, tmp_path):
+    trainer = Trainer(TrainConfig(**settings(shared, split, tmp_path, max_steps=100, lr_schedule="cosine",
+                                             warmup_steps=10)))
+    assert trainer.lr_factor(0) == pytest.approx(0.1)         # warm-up: step 1 of 10
+    trainer.step = 50
+    assert trainer.lr_factor(0) == pytest.approx(0.5)         # half-way down the cosine
+    timed = Trainer(TrainConfig(**settings(shared, split, tmp_path / "t", lr_schedule="cosine", max_minutes=2)))
+    assert timed.lr_factor(60) == pytest.approx(0.5) and timed.lr_factor(120) == pytest.approx(0)
+    constant = Trainer(TrainConfig(**settings(shared, split, tmp_path / "c", max_minutes=2)))
+    assert constant.lr_factor(119) == 1.0
+
+
+def test_wall_clock_budget_stops_cleanly(shared, split, tmp_path):
+    r = CliRunner().invoke(main, ["fit", "--data", str(shared / "data" / "ccp"), "--split", str(split),
+                                  "--labels-dir", "labels3", "--out", str(tmp_path / "run"), "--height", "64",
+                                  "--width", "48", *[f"--model={k}={v}" for k, v in MODEL.items()],
+                                  "--perceptual-weight", "0", "--batch-size", "2", "--workers", "0",
+                                  "--max-minutes", "0.0001", "--progress", "none"])
+    assert r.exit_code == 0, r.output
+    assert "budget spent at step 1" in r.output
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    assert (tmp_path / "run" / "samples" / "step_0000001.png").is_file()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("person_weight", 0, "person_weight must be positive"),
+    ("gan_start", -1, "gan_start must not be negative"),
+    ("lr_schedule", "linear", "lr_schedule must be one of constant, cosine"),
+])
+def test_objective_settings_are_checked(field, value, message):
+    from scam_train.errors import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(data="d", out="o", **{field: value})

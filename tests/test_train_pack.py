@@ -1,0 +1,140 @@
+"""Packed training sets (what a lent GPU trains on), the person-region and swap figures of
+`evaluate`, and the one-call GPU script, run here on the CPU."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ROOT
+
+from models import read_checkpoint
+from scam_train.cli import main
+from scam_train.data import PairDataset, check_pairs, find_pairs
+from scam_train.errors import ConfigError, DataError
+from scam_train.pack import PackedDataset, PackSpec, write_pack
+from scam_train.region_metrics import mean_colour_fill, swap_colours
+from scam_train.schemes import load_scheme
+
+
+@pytest.fixture(scope="module")
+def splits(shared, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("splits")
+    names = (ROOT / "scam_train" / "splits" / "ccp-train.txt").read_text().split()
+    val = (ROOT / "scam_train" / "splits" / "ccp-val-a.txt").read_text().split()
+    (folder / "train.txt").write_text("\n".join(names[:6]) + "\n")
+    (folder / "val.txt").write_text("\n".join(val[:4]) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def packs(shared, splits, tmp_path_factory):
+    """ccp-train.npz (6 photos) and ccp-val-a.npz (4) at the default model's 128×85."""
+    folder = tmp_path_factory.mktemp("packs")
+    for name, split in (("ccp-train", "train"), ("ccp-val-a", "val")):
+        r = CliRunner().invoke(main, ["pack", "--data", str(shared / "data" / "ccp"), "--labels-dir", "labels3",
+                                      "--split", str(splits / f"{split}.txt"), "--height", "128", "--width", "85",
+                                      "-o", str(folder / f"{name}.npz")])
+        assert r.exit_code == 0, r.output
+    return folder
+
+
+def test_a_pack_holds_exactly_what_the_folder_feeds_the_network(shared, splits, packs):
+    pairs = find_pairs(shared / "data" / "ccp", str(splits / "val.txt"), "labels3")
+    folder = PairDataset(pairs, check_pairs(pairs, load_scheme("bfb3")), 128, 85)
+    packed = PackedDataset(packs / "ccp-val-a.npz")
+    assert len(packed) == 4 and packed.names == [p.image.stem for p in pairs]
+    assert packed.scheme.labels == ("background", "face", "body")
+    for i in range(4):
+        for a, b in zip(folder.load(i), packed.load(i)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_pack_refuses_what_it_should(shared, splits, packs, tmp_path):
+    spec = PackSpec(str(shared / "data" / "ccp"), 128, 85, labels_dir="labels3", split=str(splits / "val.txt"))
+    with pytest.raises(ConfigError, match="exists"):
+        write_pack(spec, packs / "ccp-val-a.npz")
+    with pytest.raises(ConfigError, match=r"\.npz"):
+        write_pack(spec, tmp_path / "pack.zip")
+    with pytest.raises(ConfigError, match="packed at 128x85 .* the run is 64x48"):
+        PackedDataset(packs / "ccp-val-a.npz").check(64, 48, "letterbox")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz: not a packed set"):
+        PackedDataset(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="none.npz: no such packed set"):
+        PackedDataset(tmp_path / "none.npz")
+    assert list(tmp_path.iterdir()) == [tmp_path / "bad.npz"]  # nothing half-written
+
+
+def test_mean_colour_fill_and_swap_colours_by_hand():
+    image = np.array([[[10, 20, 30], [30, 40, 50], [200, 0, 0]]], np.uint8)
+    ids = np.array([[1, 1, 0]])
+    assert mean_colour_fill(image, ids).tolist() == [[[20, 30, 40], [20, 30, 40], [200, 0, 0]]]
+    # two 1×2 images, labels background | body; image 1 is red-bodied, image 0 blue-bodied
+    rgb = torch.tensor([[0.0, 0.0, 255.0], [255.0, 0.0, 0.0]])
+    images = torch.zeros(2, 3, 1, 2)
+    images[:, :, 0, 1] = rgb / 127.5 - 1
+    ids_t = torch.tensor([[[0, 1]], [[0, 1]]])
+    swaps = images.roll(1, dims=0)           # a perfect swap: each body takes its subject's colour
+    labels = ("background", "body")
+    perfect = swap_colours(images, ids_t, swaps, labels)
+    assert perfect["swap_colour_error"] == pytest.approx(0, abs=1e-3)
+    assert perfect["swap_colour_baseline"] == pytest.approx(255 * 2 ** 0.5, abs=0.01)
+    ignored = swap_colours(images, ids_t, images, labels)  # a swap that kept the target's colours
+    assert ignored["swap_colour_error"] == pytest.approx(ignored["swap_colour_baseline"])
+
+
+def test_fit_and_evaluate_on_packs_and_photo_figures(shared, splits, packs, tmp_path):
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", "--data", str(packs / "ccp-train.npz"), "--out", str(run), "--height", "128",
+                                  "--width", "85", "--model", "gen_blocks=5", "--model", "gen_nf=32",
+                                  "--init", str(ROOT / "models" / "default_model.pt"), "--perceptual-weight", "0",
+                                  "--adversarial-weight", "0", "--person-weight", "4", "--batch-size", "2",
+                                  "--workers", "0", "--max-steps", "1", "--progress", "none"])
+    assert r.exit_code == 0, r.output
+    assert "initialised encoder, generator and discriminator" in r.output
+    assert read_checkpoint(run / "last.pt")["step"] == 1
+    wrong = CliRunner().invoke(main, ["fit", "--data", str(packs / "ccp-train.npz"), "--out", str(tmp_path / "w"),
+                                      "--height", "64", "--width", "48", "--perceptual-weight", "0", "--max-steps", "1"])
+    assert wrong.exit_code == 2 and "pack again with scam-train pack" in wrong.output
+    ckpt = ROOT / "models" / "default_model.pt"
+    r = CliRunner().invoke(main, ["evaluate", "--ckpt", str(ckpt), "--data", str(packs / "ccp-val-a.npz"), "--no-fid",
+                                  "-o", str(tmp_path / "pack.json"), "--grid", str(tmp_path / "pack.png")])
+    assert r.exit_code == 0, r.output
+    packed = json.loads((tmp_path / "pack.json").read_text())
+    assert "photo_person_psnr_db" not in packed  # a pack has no photos
+    r = CliRunner().invoke(main, ["evaluate", "--ckpt", str(ckpt), "--data", str(shared / "data" / "ccp"),
+                                  "--labels-dir", "labels3", "--split", str(splits / "val.txt"), "--no-fid",
+                                  "-o", str(tmp_path / "photos.json"), "--grid", str(tmp_path / "photos.png")])
+    assert r.exit_code == 0, r.output
+    photos = json.loads((tmp_path / "photos.json").read_text())
+    for key in ("psnr_db", "person_psnr_db", "person_ssim", "swap_colour_error"):
+        assert photos[key] == pytest.approx(packed[key], abs=1e-3), key  # the same canvases
+    assert photos["floor_person_psnr_db"] < photos["ceiling_person_psnr_db"]
+    assert photos["photo_person_psnr_db"] < photos["ceiling_person_psnr_db"]
+    assert photos["floor_psnr_db"] < photos["ceiling_psnr_db"]
+    assert set(photos["swap_colour_error_by_label"]) == {"face", "body"}
+
+
+def test_the_gpu_lease_script_runs_on_the_cpu(packs, tmp_path):
+    """The documented one-call command, with a few seconds a variant (the real call: minutes)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "BATCH": "2", "WORKERS": "0", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", "scam_train/gpu_lease.sh", "0.02", str(packs), str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    best = done.stdout.split("best on ccp-val-a: ")[1].split(";")[0]
+    assert best in ("recon", "recon-gan", "scratch")
+    parts = sorted(out.glob(f"{best}.pt.part*"))
+    assert len(parts) == 3 and all(p.stat().st_size <= 15_000_000 for p in parts)
+    joined = tmp_path / "best.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    payload = read_checkpoint(joined)
+    assert {"encoder", "generator", "discriminator"} <= set(payload) and "opt_g" not in payload
+    for run in ("recon", "recon-gan", "scratch"):
+        report = json.loads((tmp_path / "runs" / run / "eval_a.json").read_text())
+        assert report["images"] == 4 and report["person_psnr_db"] > 0
+    assert "recon-gan: ccp-val-a person PSNR" in done.stderr
