@@ -30,9 +30,9 @@ def evaluate_parsers(data: str, labels_dir: str, scheme_name: str, split: str | 
     counts = {name: np.zeros((len(labels), 2), np.int64) for name in parsers}
     seconds = dict.fromkeys(parsers, 0.0)
     for pair in pairs:  # each photo is read once, whatever the number of parsers
-        labels = read_labels(pair.labels)
-        image = read_image(pair.image, labels.shape)
-        truth = scheme.apply(labels, pair.labels)
+        stored = read_labels(pair.labels)
+        image = read_image(pair.image, stored.shape)
+        truth = scheme.apply(stored, pair.labels)
         for name, parser in made.items():
             start = time.perf_counter()
             pred = parser(image)
