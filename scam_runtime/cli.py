@@ -22,7 +22,7 @@ from .composite import COMPOSITE_MODES
 from .engines import current_device, list_builds, select_build
 from .errors import BundleFailure, OutputError, RuntimeFailure, UsageError
 from .failure import Terminated, fail, sigterm_raises
-from .geometry import FIT_MODES
+from .framing import FRAMINGS
 from .jobs import (
     StillParser,
     VideoOptions,
@@ -90,7 +90,9 @@ def common_options(f):
                      show_default=True, help="openvino: bf16 where the CPU has it natively (auto), or force bf16/f32"),
         click.option("--allow-fallback", is_flag=True, help="use a lesser provider if the requested one is missing"),
         click.option("--threads", type=click.IntRange(0, 256), default=0, help="CPU threads (0: automatic)"),
-        click.option("--fit", type=click.Choice(FIT_MODES), default=REPLACE.fit, show_default=True),
+        click.option("--fit", type=click.Choice(FRAMINGS), default=REPLACE.fit, show_default=True,
+                     help="subject: the model's canvas framed on the person, as its training photos; "
+                          "letterbox: the whole frame fitted; crop: the whole frame filled"),
         click.option("--composite", type=click.Choice(COMPOSITE_MODES), default=REPLACE.composite, show_default=True),
         click.option("--feather", type=click.FloatRange(0, 100), default=REPLACE.feather, show_default=True,
                      help="matte softness in pixels"),
@@ -195,6 +197,9 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=VIDEO.label_smoothing,
               show_default=True,
               help="parser: weight of the previous frames in the running average of label probabilities")
+@click.option("--box-smoothing", is_flag=True,
+              help="--fit subject: smooth the person box over frames (one-euro filter); --frames chunks "
+                   "and --resume then differ from one whole run at their first frames")
 @click.option("--no-refine", is_flag=True,
               help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see README)")
 @click.option("-o", "--output",
@@ -220,15 +225,15 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="bar", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
 @common_options
-def video(source, subject, subject_mask, masks, parser, label_smoothing, no_refine, output, overwrite, frame_range,
-          batch, codec, crf, pix_fmt, encoder_threads, encoder_preset, audio, temporal, write_matte, write_labels,
-          write_raw, resume, progress_mode, quiet, **kw) -> None:
+def video(source, subject, subject_mask, masks, parser, label_smoothing, box_smoothing, no_refine, output, overwrite,
+          frame_range, batch, codec, crf, pix_fmt, encoder_threads, encoder_preset, audio, temporal, write_matte,
+          write_labels, write_raw, resume, progress_mode, quiet, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     def action() -> None:
         c = _common(**kw, temporal=temporal)
         options = VideoOptions(subject_mask, masks, parser, label_smoothing, not no_refine, frame_range, batch, codec,
                                crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite,
-                               encoder_threads, encoder_preset)
+                               encoder_threads, encoder_preset, box_smoothing)
         report = replace_video(source, subject, output, options=options, replacer=_replacer(c),
                                progress="none" if quiet else progress_mode, note=_note)
         _written(report)

@@ -1,6 +1,6 @@
 """Frames of any size and aspect to the model's resolution and back.
 
-`letterbox` (default) scales the whole frame to fit and pads (image black, labels
+`letterbox` (training's) scales the whole frame to fit and pads (image black, labels
 background): every plate pixel can be replaced. `crop` scales to fill and cuts the
 overflow centrally: more model pixels on the subject, but plate pixels outside the crop
 keep the plate whatever the composite mode.
@@ -37,19 +37,34 @@ class Fit:
         sh, sw = max(1, round(fh * scale)), max(1, round(fw * scale))
         return cls(fh, fw, mh, mw, sh, sw, (mh - sh) // 2, (mw - sw) // 2)
 
-    def _place(self, scaled: np.ndarray, fill: float | int) -> np.ndarray:
-        canvas = np.full((self.model_h, self.model_w, *scaled.shape[2:]), fill, dtype=scaled.dtype)
+    def _window(self) -> tuple[int, int, int, int, int, int]:
+        """(canvas row, canvas column, scaled row, scaled column, height, width): the part of
+        the scaled frame that lands in the canvas."""
         y0, x0 = max(self.top, 0), max(self.left, 0)
         sy0, sx0 = max(-self.top, 0), max(-self.left, 0)
-        h = min(self.model_h - y0, self.scaled_h - sy0)
-        w = min(self.model_w - x0, self.scaled_w - sx0)
+        h = max(0, min(self.model_h - y0, self.scaled_h - sy0))
+        w = max(0, min(self.model_w - x0, self.scaled_w - sx0))
+        return y0, x0, sy0, sx0, h, w
+
+    def _place(self, scaled: np.ndarray, fill: float | int) -> np.ndarray:
+        canvas = np.full((self.model_h, self.model_w, *scaled.shape[2:]), fill, dtype=scaled.dtype)
+        y0, x0, sy0, sx0, h, w = self._window()
         canvas[y0:y0 + h, x0:x0 + w] = scaled[sy0:sy0 + h, sx0:sx0 + w]
         return canvas
 
     def image_to_model(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 H×W×3 frame -> float32 3×h×w model input in [-1, 1]."""
-        scaled = np.asarray(Image.fromarray(frame).resize((self.scaled_w, self.scaled_h), Image.BILINEAR))
-        canvas = self._place(scaled, 0)
+        """uint8 H×W×3 frame -> float32 3×h×w model input in [-1, 1]. Only the part of the
+        frame the canvas shows is resampled (a small person framed closely would otherwise
+        scale a whole plate up); the whole frame, when it all lands, exactly as before."""
+        y0, x0, sy0, sx0, h, w = self._window()
+        canvas = np.zeros((self.model_h, self.model_w, 3), np.uint8)
+        if (h, w) == (self.scaled_h, self.scaled_w):
+            canvas[y0:y0 + h, x0:x0 + w] = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
+        elif h and w:
+            fy, fx = self.frame_h / self.scaled_h, self.frame_w / self.scaled_w
+            window = (sx0 * fx, sy0 * fy, (sx0 + w) * fx, (sy0 + h) * fy)
+            canvas[y0:y0 + h, x0:x0 + w] = np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR,
+                                                                                     box=window))
         return (canvas.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
     def labels_to_model(self, labels: np.ndarray) -> np.ndarray:
@@ -59,8 +74,12 @@ class Fit:
         if labels.shape != (self.frame_h, self.frame_w):  # indices would pick the wrong pixels
             raise ValueError(f"label map is {labels.shape[-1]}x{labels.shape[0]}, the frame "
                              f"{self.frame_w}x{self.frame_h}")
-        rows, cols = _nearest_index(self.frame_h, self.scaled_h), _nearest_index(self.frame_w, self.scaled_w)
-        return self._place(labels[rows[:, None], cols].astype(np.int32), 0)
+        y0, x0, sy0, sx0, h, w = self._window()
+        rows = _nearest_index(self.frame_h, self.scaled_h)[sy0:sy0 + h]
+        cols = _nearest_index(self.frame_w, self.scaled_w)[sx0:sx0 + w]
+        canvas = np.zeros((self.model_h, self.model_w), np.int32)
+        canvas[y0:y0 + h, x0:x0 + w] = labels[rows[:, None], cols]
+        return canvas
 
     def valid_region(self) -> tuple[slice, slice, slice, slice]:
         """(model rows, model cols, frame rows, frame cols) that correspond to each other."""

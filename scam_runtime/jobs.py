@@ -33,6 +33,7 @@ from .media import (
 )
 from .outputs import default_output, guard_file, guard_sequence
 from .parsers import Parser, ParserOptions, auto_parser_name, get_parser
+from .framing import BoxSmoother
 from .pipeline import ExtraOutputs, run_stream
 from .progress import Progress
 from .replacer import Subject, SubjectReplacer
@@ -65,6 +66,7 @@ class VideoOptions:
     overwrite: bool = False           # replace existing outputs (never inputs)
     encoder_threads: int = 0          # video codec threads; 0: one when the networks run on the CPU, else the codec's
     encoder_preset: str | None = None  # h264/h265 speed against size (None: the codec's, medium)
+    box_smoothing: bool = False       # subject framing: smooth the person box over frames (chunks then differ)
 
     def __post_init__(self) -> None:
         self.encoding("cpu")  # checks codec and preset before any work, not at the writer
@@ -259,7 +261,8 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
                 if not (isinstance(writer, SequenceWriter) and writer.done(f.number)))
         n = run_stream(replacer, subj, todo, labels_for, writer,
                        Progress(len(numbers) - len(done) if numbers else None, progress), o.batch,
-                       ExtraOutputs(o.write_matte, o.write_labels, o.write_raw))
+                       ExtraOutputs(o.write_matte, o.write_labels, o.write_raw),
+                       smoother=BoxSmoother() if o.box_smoothing else None)
     finally:
         reader.close()
     if n == 0 and not done:

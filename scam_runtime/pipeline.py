@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .atomic import write_image
+from .framing import BoxSmoother
 from .media import Frame, SequenceWriter, VideoWriter
 from .progress import Progress
 from .replacer import Result, Subject, SubjectReplacer
@@ -65,11 +66,12 @@ class _Worker(threading.Thread):
 def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Frame],
                labels_for: Callable[[Frame], np.ndarray], writer: VideoWriter | SequenceWriter,
                progress: Progress, batch: int = 1, extras: ExtraOutputs = ExtraOutputs(),
-               depth: int = 8, times: StageTimes | None = None) -> int:
+               depth: int = 8, times: StageTimes | None = None, smoother: BoxSmoother | None = None) -> int:
     """Process every frame; returns how many were written. On any error the writer is aborted.
     `times` (default: the replacer's) accumulates decode, labels and write seconds. Each queue
     holds `depth` frames beyond a batch, so the reader fills the next batch and the writer
-    drains the last one while the networks run."""
+    drains the last one while the networks run. `smoother` (subject framing) follows the
+    person box over the frames, in the reader thread, in order."""
     times = times or replacer.times
     replacer.expect_batch(batch)
     inbox: queue.Queue = queue.Queue(maxsize=batch + depth)
@@ -94,7 +96,8 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
                     return
                 with times.stage("labels"):
                     labels = labels_for(frame)
-                put(inbox, (frame, replacer.prepare_frame(frame.pixels, labels, display=frame.image)))
+                put(inbox, (frame, replacer.prepare_frame(frame.pixels, labels, display=frame.image,
+                                                          smoother=smoother)))
         finally:
             put(inbox, _END)
 

@@ -16,6 +16,7 @@ from .colour import display_rgb
 from .composite import COMPOSITE_MODES, blend_patch, matte_box, person_matte
 from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, UsageError
+from .framing import FRAMINGS, BoxSmoother, person_box, subject_fit
 from .geometry import Fit
 from .labels import check_labels
 from .timing import StageTimes
@@ -87,13 +88,15 @@ class Generated(NamedTuple):
 
 @dataclass(frozen=True)
 class ReplaceOptions:
-    fit: str = "letterbox"          # letterbox | crop (see geometry)
+    fit: str = "subject"            # subject | letterbox | crop (see framing, geometry)
     composite: str = "masked"       # masked | full
     feather: float = 2.0            # matte softness, px
     keep: tuple[str, ...] = ()      # labels whose latents stay the frame's (e.g. "body")
     temporal: str = "per-frame"     # per-frame | ema=ALPHA | first: background latents over frames
 
     def __post_init__(self) -> None:
+        if self.fit not in FRAMINGS:
+            raise UsageError(f"fit must be one of {', '.join(FRAMINGS)}, got {self.fit!r}")
         if self.composite not in COMPOSITE_MODES:
             raise UsageError(f"composite must be one of {', '.join(COMPOSITE_MODES)}, got {self.composite!r}")
         self.ema_alpha  # validates `temporal`
@@ -168,17 +171,27 @@ class SubjectReplacer:
         return dict(self._sources)
 
     def prepare_frame(self, frame: np.ndarray, labels: np.ndarray, source: str | None = None,
-                      display: np.ndarray | None = None, name: str = "image") -> Prepared:
+                      display: np.ndarray | None = None, name: str = "image",
+                      smoother: BoxSmoother | None = None) -> Prepared:
         """A frame and its label map at the model's resolution, checked. Separate from
         `generate_prepared` so a video's reader thread does it beside the networks.
         `source` names the label map in messages (its file), `name` the frame; `display`: see
-        `generate_batch`."""
+        `generate_batch`; `smoother`: a video's person box over time (`subject` framing)."""
         with self.times.stage("prepare"):
             display = display if display is not None else display_rgb(np.asarray(frame), name)
             lab = check_labels(np.asarray(labels), len(self.bundle.labels), display.shape[:2],
                                source or "label map", self.warn)
-            fit = Fit.compute(display.shape[:2], (self.bundle.height, self.bundle.width), self.options.fit)
+            fit = self._fit(display.shape[:2], lab, smoother)
             return Prepared(frame, display, lab, fit, fit.image_to_model(display), fit.labels_to_model(lab))
+
+    def _fit(self, frame_hw: tuple[int, int], labels: np.ndarray, smoother: BoxSmoother | None) -> Fit:
+        """Where the frame lands in the canvas: around its person (`subject`, over time with
+        `smoother`), or the whole frame."""
+        model_hw = (self.bundle.height, self.bundle.width)
+        if self.options.fit != "subject":
+            return Fit.compute(frame_hw, model_hw, self.options.fit)
+        box = person_box(labels) if smoother is None else smoother(person_box(labels))
+        return Fit.compute(frame_hw, model_hw) if box is None else subject_fit(frame_hw, model_hw, box)
 
     def encode_subject(self, image: np.ndarray, labels: np.ndarray, source: str | None = None) -> Subject:
         """Latents of the subject (its appearance); save with `Subject.save` to reuse.

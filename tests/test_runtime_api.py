@@ -104,7 +104,9 @@ def test_process_replaces_inside_matte_only(replacer, subject, hw):
     # compositing resamples only the matte's box; the full generation (made on demand) agrees there
     assert inside.any() and np.array_equal(result.composite[inside], result.generated[inside])
     if hw == (96, 128):
-        full = SubjectReplacer(replacer.bundle, ReplaceOptions(composite="full")).process(frame, labels, subject)
+        # `full` takes the whole generation where it covers the frame: all of it when letterboxed
+        full = SubjectReplacer(replacer.bundle, ReplaceOptions(fit="letterbox", composite="full")).process(
+            frame, labels, subject)
         assert np.array_equal(full.composite, full.generated) and (full.matte == 1).all()
 
 
