@@ -7,9 +7,11 @@ over CCP's 855 training photos, the person's box is 0.919 of the photo's height 
 width and 0.504 of the height). A 1920×1080 plate letterboxed into 128×85 gives a person
 at half the plate's height about 24 model rows; framed like the training photos, 118.
 
-On video the box is smoothed over frames with a one-euro filter (Casiez et al., CHI 2012)
-on its centre and size, in units of the box's height: steady when the person stands,
-little lag when they move fast; a cut (the new box far from the smoothed one) starts afresh.
+On video each frame is framed on its own box (chunks and resumed runs then equal one whole
+run); `BoxSmoother` (`--box-smoothing`) smooths the box over frames with a one-euro filter
+(Casiez et al., CHI 2012) on its centre and size, in units of the box's height: steady when
+the person stands, little lag when they move fast; a cut (the new box far from the
+smoothed one) starts afresh.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ SUBJECT_FILL = 0.92
 
 MIN_ZOOM = 1.1
 """Subject framing enlarges the person by at least this over the letterbox, or letterboxes:
-CCP's own photos, framed around their person, reconstructed 0.3 dB worse than letterboxed
-(8 of ccp-val-b, `bench/framing.py`)."""
+CCP's own photos framed around their person reconstructed 0.3 dB worse than letterboxed
+(`bench/framing.py` on 8 ccp-val-b photos, before this rule)."""
 
 Box = tuple[float, float, float, float]
 """y0, x0, y1, x1 in frame pixels (ends exclusive)."""
@@ -81,8 +83,8 @@ def _iou(a: Box, b: Box) -> float:
     h = min(a[2], b[2]) - max(a[0], b[0])
     w = min(a[3], b[3]) - max(a[1], b[1])
     inter = max(h, 0) * max(w, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    either = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / either if either > 0 else 0.0
 
 
 class BoxSmoother:

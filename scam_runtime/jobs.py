@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_image
 from .errors import InputError, OutputError, UsageError
+from .framing import BoxSmoother
 from .labels import MaskFiles, check_labels, read_labels
 from .media import (
     Encoding,
@@ -33,7 +34,6 @@ from .media import (
 )
 from .outputs import default_output, guard_file, guard_sequence
 from .parsers import Parser, ParserOptions, auto_parser_name, get_parser
-from .framing import BoxSmoother
 from .pipeline import ExtraOutputs, run_stream
 from .progress import Progress
 from .replacer import Subject, SubjectReplacer
