@@ -11,8 +11,9 @@
 #   recon-gan   reconstruction for 5/8 of MINUTES, then the GAN terms (hinge + feature
 #               matching) from its EMA weights for the rest
 #   scratch     reconstruction only from random weights, MINUTES (is continuing worth it?)
-# Each is evaluated on ccp-val-a (model canvas), one after the other (three evaluations at
-# once on 16 cores, each with a thread per core, did not finish in 90 s). Back come
+# Each is evaluated on ccp-val-a (model canvas), one after the other (in the first call,
+# started three at once, none had written its report when the call's time ran out, about
+# 100 s after the trainings ended; why was not found). Back come
 # runs.tar.gz (every variant's config, log, samples, report) and, split into 15 MB parts,
 # the slimmed checkpoint (EMA + discriminator, fp16) of the best variant by person-region
 # PSNR: one checkpoint, since what comes back is at most 64 MiB in all. Join the parts with

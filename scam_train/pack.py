@@ -3,8 +3,8 @@
 A lent GPU gets its data as one small file (the photos themselves stay behind), and no
 step decodes a JPEG. The images are exactly what `PairDataset.load` feeds the network
 (the runtime's `Fit` resamples to uint8 before scaling to [-1, 1], so uint8 storage loses
-nothing), each stored as a PNG (its filters make CCP's 855 training photos at 128×85
-16.8 MB, against 22.8 MB for the raw array deflated); label ids are the scheme's, as
+nothing), each stored as a PNG (CCP's 855 training photos at 128×85 make a 17.0 MB file,
+against 22.8 MB for the raw array deflated); label ids are the scheme's, as
 uint8. `fit --data FILE.npz` and `evaluate --data FILE.npz` read it; its size and labels
 are checked against the run's.
 """
