@@ -12,7 +12,7 @@ their network runs alone in the same run (the whole-frame network plus each refi
 the baseline, so the ratio shows what the rest costs); then the mean IoU between
 consecutive frames' person masks (labels > 0) and face masks, without and with temporal
 smoothing of the probabilities. `--no-refine`: the whole-frame pass alone. Each backend missing from this environment (mediapipe
-needs its own, see README) is reported and skipped.
+needs its own, see docs/parsing.md) is reported and skipped.
 """
 from __future__ import annotations
 

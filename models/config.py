@@ -85,7 +85,7 @@ class ModelConfig:
                **overrides: Any) -> "ModelConfig":
         """`paper`: the spec's values. `small`: half the latent width (128), three quarters
         of the generator's channels (nf 48), half the discriminator's (its training speed:
-        `python bench/train.py`, README)."""
+        `python bench/train.py`, docs/reference-notes.md)."""
         if name == "paper":
             values: dict[str, Any] = {}
         elif name == "small":

@@ -66,9 +66,9 @@ class NearestResize(nn.Module):
 
     Power-of-two ratios stay `F.interpolate` (an ONNX Resize: every runtime's arithmetic is
     exact there). Other ratios gather rows, then columns (through a transpose, so both
-    Gathers copy whole rows, the faster form: README, export), with constant indices
+    Gathers copy whole rows, the faster form: docs/export.md), with constant indices
     computed by `F.interpolate` itself: ONNX Runtime's nearest Resize picks other source
-    rows at many sizes (120 → 256 for one, where export parity failed; README)."""
+    rows at many sizes (120 → 256 for one, where export parity failed; docs/export.md)."""
 
     def __init__(self, pairs: Iterable[tuple[Size, Size]]) -> None:
         super().__init__()

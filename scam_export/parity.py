@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from models import ModelConfig, SATEncoder, SCAMGenerator, one_hot
 from scam_runtime.backend import BackendOptions, OnnxSession
 
-# int8: 35 dB on real photos. Looked at side by side (README, "CPU fast path"): at the
+# int8: 35 dB on real photos. Looked at side by side (docs/performance.md, "CPU fast path"): at the
 # 33.5 dB of quantizing every layer, the images cannot be told apart at 1:1, the
 # difference shows only amplified 10x; below 35 we do not ship.
 MIN_PSNR_DB = {"fp32": 60.0, "fp16": 35.0, "int8": 35.0}

@@ -10,35 +10,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from .errors import BundleFailure, ProviderFailure
+from .errors import BundleFailure
+from .openvino_session import OpenVinoSession
+from .providers import (
+    ENGINE_PROVIDER,
+    OPENVINO_PROVIDER,
+    PROVIDER_CHOICES,
+    PROVIDERS,
+    BackendOptions,
+    ProviderUnavailable,
+)
 
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-ENGINE_PROVIDER = "trt-engine"
-OPENVINO_PROVIDER = "openvino"
-PROVIDER_CHOICES = (*PROVIDERS, ENGINE_PROVIDER, OPENVINO_PROVIDER)
-
-
-class ProviderUnavailable(ProviderFailure):
-    """The requested execution provider is not usable on this machine (exit 13 wherever a
-    session is created: bundle graphs and parsers alike)."""
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    provider: str = "cpu"          # cpu | cuda | tensorrt | trt-engine | openvino
-    allow_fallback: bool = False   # if the provider is missing, use the next one down (reported)
-    threads: int = 0               # CPU intra-op threads; 0 = the runtime's default
-    precision_hint: str = "auto"   # openvino: auto (bf16 where native, else f32) | bf16 | f32
+__all__ = ["ENGINE_PROVIDER", "OPENVINO_PROVIDER", "PROVIDER_CHOICES", "PROVIDERS", "BackendOptions",
+           "OnnxSession", "ProviderUnavailable", "available_providers", "open_session", "resolve_providers"]
 
 
 def available_providers() -> list[str]:
@@ -78,7 +67,7 @@ class OnnxSession:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         # Encoder and generator alternate, beside decode/encode threads: a pool that
-        # spin-waits after its run steals the cores the next one needs (README, runtime).
+        # spin-waits after its run steals the cores the next one needs (docs/runtime.md).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if options.threads:
             so.intra_op_num_threads = options.threads
@@ -111,7 +100,6 @@ def open_session(path: Path, options: BackendOptions, warn: Callable[[str], None
     """`OnnxSession`, or `OpenVinoSession` for provider `openvino` (with `allow_fallback`, ONNX
     Runtime's CPU provider where OpenVINO is missing, said through `warn`)."""
     if options.provider == OPENVINO_PROVIDER:
-        from .openvino_session import OpenVinoSession
         try:
             return OpenVinoSession(path, options)
         except ProviderUnavailable as exc:

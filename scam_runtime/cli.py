@@ -36,7 +36,7 @@ from .jobs import (
 from .media import AUDIO, CODECS, ENCODER_PRESETS, Encoding, SequenceReader, is_sequence
 from .openvino_session import PRECISION_HINTS
 from .outputs import guard_file
-from .parsers import BUILTIN_MODEL
+from .parsers import BUILTIN_MODEL, auto_parser_name
 from .progress import PROGRESS_MODES
 from .replacer import ReplaceOptions, SubjectReplacer
 
@@ -201,7 +201,7 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
               help="--fit subject: smooth the person box over frames (one-euro filter); --frames chunks "
                    "and --resume then differ from one whole run at their first frames")
 @click.option("--no-refine", is_flag=True,
-              help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see README)")
+              help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see docs/parsing.md)")
 @click.option("-o", "--output",
               help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate) "
                    "[default: SOURCE.scam.EXT, or NAME_scam.%04d.EXT for a sequence, beside SOURCE]")
@@ -354,7 +354,8 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
         report["gpu"] = f"{device.name} (sm {device.compute_capability})"
     except ProviderUnavailable as exc:
         device, report["gpu"] = None, str(exc)
-    report["parsers"] = {"builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
+    report["parsers"] = {"auto": auto_parser_name(),
+                         "builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
                          "mediapipe": _version_of("mediapipe", "mediapipe")}
     report["openvino"] = _version_of("openvino", "openvino")
     if not report["openvino"].startswith("not installed"):

@@ -35,3 +35,10 @@ class ProviderFailure(RuntimeFailure):
 class OutputError(RuntimeFailure):
     """The output cannot be written."""
     exit_code = 14
+
+
+class StageError(RuntimeFailure):
+    """A processing stage (parser, networks, compositing) failed for a reason that is neither
+    the input nor the output: a bug, or the machine (out of memory). The message names the
+    stage and the frame."""
+    exit_code = 15

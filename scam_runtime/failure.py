@@ -12,14 +12,21 @@ from typing import NoReturn
 import click
 
 
-class Terminated(Exception):
-    """SIGTERM reached the process: stop like Ctrl-C; exit 143 (128 + 15)."""
+class Terminated(BaseException):
+    """SIGTERM reached the process: stop like Ctrl-C; exit 143 (128 + 15). A BaseException,
+    as KeyboardInterrupt is, so no `except Exception` on the way up turns it into a failure."""
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    """A message as one line of at most `limit` characters (library errors span several)."""
+    line = " ".join(message.split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def fail(program: str, message: str, code: int, debug: bool) -> NoReturn:
     if debug:
         traceback.print_exc()
-    click.echo(f"{program}: error: {message}", err=True)
+    click.echo(f"{program}: error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

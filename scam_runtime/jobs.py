@@ -32,7 +32,7 @@ from .media import (
     read_plate,
     write_result,
 )
-from .outputs import default_output, guard_file, guard_sequence
+from .outputs import default_output, guard_file, guard_folder, guard_sequence
 from .parsers import Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
 from .progress import Progress
@@ -83,7 +83,7 @@ CPU_PROVIDERS = ("cpu", "openvino")  # providers whose networks run on the CPU's
 def encoder_threads(requested: int, provider: str) -> int:
     """The video codec's threads: as requested, else one beside CPU inference (decode, the
     networks and encoding already run in parallel there, and x264's own frame threads cost
-    about a fifth more CPU per frame on a 2-core machine: README, "Runtime"), else the codec's
+    about a fifth more CPU per frame on a 2-core machine: docs/runtime.md), else the codec's
     own count (0), which a GPU job needs to keep up."""
     return requested or (1 if provider in CPU_PROVIDERS else 0)
 
@@ -158,8 +158,7 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
     for option, path in (("-o", out), ("--write-matte", write_matte), ("--write-raw", write_raw)):
         if path is not None:
             guard_file(path, inputs, overwrite, option)
-            if not path.parent.is_dir():
-                raise OutputError(f"{path.parent}: output folder missing")
+            guard_folder(path, option)
     still = StillParser(parser, replacer, note, "subject and target")
     subj = load_subject(replacer, subject, subject_mask, still)
     labels = None if mask is None else read_labels(mask)
@@ -179,8 +178,7 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
 
 def save_subject(subject: Subject, out: Path) -> Path:
     """The subject's latents as a .npz, complete or absent."""
-    if not out.parent.is_dir():
-        raise OutputError(f"{out.parent}: output folder missing")
+    guard_folder(out)
     try:
         with atomic_path(out) as tmp:
             subject.save(tmp)
@@ -220,9 +218,11 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
             guard_file(Path(output), inputs, o.overwrite)
         else:
             raise OutputError(f"{output}: image-sequence input needs an image-sequence output pattern")
+        guard_folder(output)
         for option, value in extras:
             if value:
                 guard_sequence(value, numbers, inputs + [Path(output)], o.overwrite, o.resume, option)
+                guard_folder(value, option)
         subj = load_subject(replacer, subject, o.subject_mask, StillParser(o.parser, replacer, note))
         frame_parser = None
         if mask_files is None:
@@ -262,12 +262,15 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
         n = run_stream(replacer, subj, todo, labels_for, writer,
                        Progress(len(numbers) - len(done) if numbers else None, progress), o.batch,
                        ExtraOutputs(o.write_matte, o.write_labels, o.write_raw),
-                       smoother=BoxSmoother() if o.box_smoothing else None)
+                       smoother=BoxSmoother() if o.box_smoothing else None, source=source)
     finally:
         reader.close()
     if n == 0 and not done:
         length = f"the clip has {reader.decoded} frames" if isinstance(reader, VideoReader) else "it has none"
         raise InputError(f"{source}: no frame in --frames {frames.describe()} ({length})")
+    if isinstance(reader, VideoReader) and frames.last is None and reader.short_by:
+        warn(f"{source}: ended after {reader.decoded} frames where its duration says about "
+             f"{reader.decoded + reader.short_by} (truncated, or audio longer than the video?); {n} frames written")
     if resized:
         warn(f"{resized} of {n} label maps were not their frame's size and were resized (nearest)")
     if no_person:

@@ -154,6 +154,11 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         self.audio = list(self.container.streams.audio)
         self.decoded = 0  # frames decoded so far: the clip's length once a run went past its end
+        # both kept: `short_by` reads them after `close`
+        self.count: int | None = self.stream.frames or None  # when the container says (exact)
+        self.estimated_count = self._estimate()
+        # whether that estimate is the video's own length (an audio track can outlast it)
+        self.video_duration = bool(self.stream.duration) or not self.audio
         try:
             self.quarter_turns = _quarter_turns(path)
         except InputError:
@@ -166,13 +171,7 @@ class VideoReader:
         w, h = self.stream.codec_context.width, self.stream.codec_context.height
         return (h, w) if self.quarter_turns % 2 else (w, h)
 
-    @property
-    def count(self) -> int | None:
-        """Frames in the stream, when the container says (exact)."""
-        return self.stream.frames or None
-
-    @property
-    def estimated_count(self) -> int | None:
+    def _estimate(self) -> int | None:
         """`count`, else estimated from duration × rate (for progress only)."""
         if self.stream.frames:
             return self.stream.frames
@@ -194,8 +193,24 @@ class VideoReader:
                     if self.quarter_turns:
                         image = np.ascontiguousarray(np.rot90(image, self.quarter_turns))
                     yield Frame(index, index, image, vf.pts)
+            else:
+                wanted = self.count if frames.last is None else min(frames.last + 1, self.count or 0)
+                if self.count and self.decoded < wanted:
+                    raise InputError(f"{self.path}: ends after {self.decoded} frames where its header says "
+                                     f"{self.count} (truncated?)")
+                if frames.last is None and self.short_by and self.video_duration:
+                    raise InputError(f"{self.path}: ends after {self.decoded} frames where its duration says "
+                                     f"about {self.decoded + self.short_by} (truncated or corrupt?)")
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.path}: decoding failed ({exc})") from None
+            raise InputError(f"{self.path}: decoding failed after {self.decoded} frames ({exc})") from None
+
+    @property
+    def short_by(self) -> int:
+        """After a run to the end: how many frames fewer than the duration suggests were
+        decoded, where the header has no exact count (a truncated or corrupt file, or a clip
+        whose audio outlasts its video: `video_duration` tells which `frames` can be sure of)."""
+        estimate = self.estimated_count or 0
+        return estimate - self.decoded if not self.count and self.decoded < 0.9 * estimate - 1 else 0
 
     def close(self) -> None:
         self.container.close()

@@ -2,7 +2,7 @@
 
 Why: on CPUs with native bf16 (AVX-512 BF16, AMX) OpenVINO runs our graphs in bf16, and
 it runs int8 (QDQ) bundles with its low-precision kernels; ONNX Runtime's CPU provider
-uses neither for these graphs (README, "CPU fast path"). Strict like the other providers:
+uses neither for these graphs (docs/performance.md, "CPU fast path"). Strict like the other providers:
 a missing `openvino` package or a forced precision the CPU lacks is `ProviderUnavailable`.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import OPENVINO_PROVIDER, BackendOptions, ProviderUnavailable
 from .errors import BundleFailure
+from .providers import OPENVINO_PROVIDER, BackendOptions, ProviderUnavailable
 
 PRECISION_HINTS = ("auto", "bf16", "f32")
 
@@ -84,7 +84,7 @@ class OpenVinoSession:
 
     def _request(self, batch: int) -> tuple:
         """A model compiled for this batch size: static shapes run faster than the dynamic
-        batch on OpenVINO's CPU plugin (measured, README). Call with the lock held."""
+        batch on OpenVINO's CPU plugin (measured: docs/performance.md). Call with the lock held."""
         if batch not in self._compiled:
             model, shapes = self._model.clone(), {}
             for i in model.inputs:

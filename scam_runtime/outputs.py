@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .media import SEQUENCE_PATTERN
 
 SUFFIX = "scam"
@@ -56,3 +56,13 @@ def guard_sequence(pattern: str, numbers: Iterable[int], inputs: Iterable[Path],
     if existing and not (overwrite or resume):
         raise UsageError(f"{existing[0]}: exists ({len(existing)} frame{'s' * (len(existing) > 1)} of {pattern}); "
                          f"pass --resume to keep them or --overwrite to replace them")
+
+
+def guard_folder(path: str | Path, option: str = "-o") -> None:
+    """The folder an output (or a pattern's frames) goes to exists and takes files: checked
+    before any work, so a run never fails at its first frame for want of it."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: the folder of {option} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{folder}: the folder of {option} is not writable")

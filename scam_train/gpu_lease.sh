@@ -4,7 +4,7 @@
 #
 #   bash scam_train/gpu_lease.sh MINUTES PACKS OUT_DIR
 #
-# PACKS holds ccp-train.npz and ccp-val-a.npz (`scam-train pack`, see the README's "Training
+# PACKS holds ccp-train.npz and ccp-val-a.npz (`scam-train pack`, see docs/model-card.md, "Training
 # on a lent GPU"); models/default_model.pt is where this commit keeps it. The variants, each
 # from the shipped checkpoint unless said, all with person-pixel weight 4 on L1:
 #   recon       reconstruction only, MINUTES

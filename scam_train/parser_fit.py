@@ -51,7 +51,7 @@ class ParserTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     workers: int = 2
-    precision: str = "fp32"           # or bf16 (autocast: faster only on CPUs with native bf16, README)
+    precision: str = "fp32"           # or bf16 (autocast: faster only on CPUs with native bf16, docs/parsing.md)
     seed: int = 0
 
     def __post_init__(self) -> None:

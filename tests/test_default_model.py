@@ -1,7 +1,10 @@
 """The model shipped inside the package: it loads, verifies, reconstructs a fixed input as
 recorded when it was exported, and `scam-run demo` / `scam-run video` work without options."""
+import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,21 @@ def test_doctor_reports_the_default_bundle():
     report = json.loads(result.stdout)["bundle"]
     assert report["default"] and Path(report["path"]) == DEFAULT_BUNDLE
     assert set(report["sha256"]) == {"encoder.onnx", "generator.onnx"}
+
+
+@pytest.mark.parametrize("mediapipe", ["as installed", "missing"])
+def test_doctor_says_which_parser_auto_uses(mediapipe):
+    """The README's install falls back to the built-in parser where mediapipe's wheel does
+    not exist; `doctor` must then say so (here: mediapipe made unimportable in a child)."""
+    hide = "sys.modules['mediapipe'] = None; " if mediapipe == "missing" else ""
+    code = (f"import sys; {hide}from scam_runtime.cli import main; "
+            "main(['doctor', '--json'], standalone_mode=False)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    parsers = json.loads(proc.stdout[proc.stdout.index("{"):])["parsers"]
+    installed = mediapipe == "as installed" and importlib.util.find_spec("mediapipe") is not None
+    assert parsers["auto"] == ("mediapipe" if installed else "builtin")
+    assert Path(parsers["builtin"]).is_file()
 
 
 def test_shipped_checkpoint_is_the_bundle_in_pytorch():

@@ -107,7 +107,7 @@ def test_parser_eval_reports_iou_per_label(shared, tmp_path):
     report = json.loads(out.read_text())["parsers"]["builtin"]
     assert set(report["iou"]) == {"background", "face", "body"}
     assert abs(report["miou"] - float(np.mean(list(report["iou"].values())))) < 1e-4
-    assert report["miou"] > 0.5  # the shipped parser on held-out photos (measured: see README)
+    assert report["miou"] > 0.5  # the shipped parser on held-out photos (measured: see docs/parsing.md)
     r = CliRunner().invoke(main, ["parser-eval", "--data", str(shared / "data" / "ccp"), "--split", str(split),
                                   "--no-refine", "-o", str(out)])
     assert r.exit_code == 0 and json.loads(out.read_text())["refine"] is False

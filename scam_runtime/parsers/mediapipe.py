@@ -13,7 +13,13 @@ the box-shaped face with hair and face skin.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
+import warnings
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,6 +29,30 @@ from .base import ParserOptions, ProbabilityParser
 from .onnx import builtin_refiners
 
 FACE_GROW = (0.5, 0.75, 0.25)  # sideways, above, below, in face-box widths/heights
+# mediapipe 0.10.14's protobuf use warns on every first graph run of a deprecation that is
+# its own, not the user's
+warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated", category=UserWarning)
+
+
+@contextlib.contextmanager
+def _native_logs_held() -> Iterator[None]:
+    """mediapipe's C++ side (TFLite, absl) writes INFO/WARNING lines straight to file
+    descriptor 2 from the graphs' own threads while they are built and first run: noise in
+    every run's output, held here and shown only if what it accompanies fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class MediapipeParser(ProbabilityParser):
@@ -39,9 +69,13 @@ class MediapipeParser(ProbabilityParser):
         self.ids = [labels.index(n) for n in ("background", "face", "body")]
         self.num_labels = len(labels)
         solutions = mp.solutions
-        self.pose = solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
-        self.selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        self.faces = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        with _native_logs_held():  # built, and each graph run once, while its threads log
+            self.pose = solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
+            self.selfie = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            self.faces = solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+            blank = np.zeros((64, 64, 3), np.uint8)
+            for graph in (self.pose, self.selfie, self.faces):
+                graph.process(blank)
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
         self.provider = "cpu"
         self.refiners = builtin_refiners(labels, options)
@@ -67,4 +101,3 @@ class MediapipeParser(ProbabilityParser):
         probs[self.ids[1]] = person * face_zone
         probs[self.ids[2]] = person * ~face_zone
         return probs, Fit.compute((h, w), (h, w), "letterbox")
-

@@ -79,7 +79,7 @@ class OnnxParser(ProbabilityParser):
         """`labels` with the person's labels in this refiner's crop around each kept person's
         `crop.label` region re-decided by the refiner. The person's outline stays the whole-frame
         pass's: it is smoothed over time there, and replacing it with the crop's made the masks
-        of consecutive video frames agree less (README)."""
+        of consecutive video frames agree less (docs/parsing.md)."""
         out = labels.copy()
         h, w = out.shape
         for last in [False] * (self.passes - 1) + [True]:

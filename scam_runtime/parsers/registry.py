@@ -18,7 +18,8 @@ def _mediapipe(labels: tuple[str, ...], options: ParserOptions) -> Parser:
 
 
 def auto_parser_name() -> str:
-    """`mediapipe` where its extra is installed (it measured better, see README), else `builtin`."""
+    """`mediapipe` where its extra is installed (it measured better: docs/parsing.md), else
+    `builtin`; `scam-run doctor` reports the choice."""
     return "mediapipe" if importlib.util.find_spec("mediapipe") is not None else "builtin"
 
 
