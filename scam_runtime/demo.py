@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from .atomic import write_image
 from .errors import InputError
 from .labels import read_image
+from .media import why
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 CLIP = DEMO_DIR / "clip.mp4"
@@ -29,7 +30,7 @@ def _frames(path: Path, indices: list[int]) -> dict[int, np.ndarray]:
                 if i >= max(indices):
                     break
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"{path}: unreadable video ({exc})") from None
+        raise InputError(f"{path}: unreadable video ({why(exc)})") from None
     return out
 
 

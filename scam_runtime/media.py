@@ -136,6 +136,14 @@ def read_plate(path: Path, labels_hw: tuple[int, int] | None = None, warn: Warn 
     return read_image(path, labels_hw, warn), None
 
 
+def why(exc: BaseException) -> str:
+    """The reason of a failure for its one line: FFmpeg's own words without PyAV's errno
+    number and the repeated path (`[Errno 1094995529] Invalid data ...: 'in.mp4'`)."""
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 class VideoReader:
     """A video's frames as RGB, upright as a player shows them (a display rotation applied)."""
 
@@ -145,7 +153,7 @@ class VideoReader:
         try:
             self.container = av.open(str(path))
         except (av.error.FFmpegError, OSError) as exc:
-            raise InputError(f"{path}: unreadable video ({exc})") from None
+            raise InputError(f"{path}: unreadable video ({why(exc)})") from None
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{path}: no video stream")
@@ -202,7 +210,7 @@ class VideoReader:
                     raise InputError(f"{self.path}: ends after {self.decoded} frames where its duration says "
                                      f"about {self.decoded + self.short_by} (truncated or corrupt?)")
         except av.error.FFmpegError as exc:
-            raise InputError(f"{self.path}: decoding failed after {self.decoded} frames ({exc})") from None
+            raise InputError(f"{self.path}: decoding failed after {self.decoded} frames ({why(exc)})") from None
 
     @property
     def short_by(self) -> int:
@@ -224,7 +232,7 @@ def _quarter_turns(path: Path) -> int:
         with av.open(str(path)) as probe:
             first = next(probe.decode(video=0), None)
     except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: decoding failed ({exc})") from None
+        raise InputError(f"{path}: decoding failed ({why(exc)})") from None
     angle = 0.0 if first is None else first.rotation
     if angle % 90:
         raise InputError(f"{path}: displayed rotated by {angle:g} degrees; only quarter turns are supported")
@@ -347,7 +355,7 @@ class VideoWriter:
         try:
             self.container = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise OutputError(f"{path}: cannot create the output ({exc})") from None
+            raise OutputError(f"{path}: cannot create the output ({why(exc)})") from None
         src = source.stream
         name = CODECS[encoding.codec]
         self.stream = self.container.add_stream(name, rate=src.average_rate or Fraction(25))
@@ -388,7 +396,7 @@ class VideoWriter:
         try:
             self.container.mux(self.stream.encode(vf))
         except av.error.FFmpegError as exc:
-            raise OutputError(f"{self.path}: writing failed ({exc})") from None
+            raise OutputError(f"{self.path}: writing failed ({why(exc)})") from None
 
     def _copy_audio(self) -> None:
         """Audio packets of the written span, untouched (no re-encoding)."""
@@ -420,7 +428,7 @@ class VideoWriter:
             os.replace(self.tmp, self.path)
         except (av.error.FFmpegError, OSError) as exc:
             self.abort()
-            raise OutputError(f"{self.path}: writing failed ({exc})") from None
+            raise OutputError(f"{self.path}: writing failed ({why(exc)})") from None
 
     def abort(self) -> None:
         try:

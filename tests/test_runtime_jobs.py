@@ -12,7 +12,7 @@ from PIL import Image
 from models.synthetic import person_labels
 from scam_runtime import SubjectReplacer, VideoOptions, replace_image, replace_video
 from scam_runtime.atomic import atomic_path, partial_path, write_image, write_json
-from scam_runtime.errors import LabelError, OutputError, UsageError
+from scam_runtime.errors import InputError, LabelError, OutputError, UsageError
 from scam_runtime.jobs import encoder_threads
 from scam_runtime.labels import merge_table
 from scam_runtime.media import Encoding, FrameRange, VideoReader, VideoWriter
@@ -348,3 +348,24 @@ def test_a_phone_clip_with_a_display_rotation_is_processed_and_written_upright(r
         out = next(c.decode(video=0))
     assert (out.width, out.height, out.rotation) == (96, 128, 0)  # upright pixels, no matrix to apply
     assert out.to_ndarray(format="rgb24")[:16, -16:].mean() > 200
+
+
+def test_a_clip_rotated_other_than_a_quarter_turn_is_refused(replacer, plate, tmp_path):
+    clip = tmp_path / "tilted.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=12)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(45)
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")
+            f.pts = i
+            for packet in s.encode(f):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    with av.open(str(clip)) as c:
+        assert round(next(c.decode(video=0)).rotation) % 90  # the file says 45 degrees (its sign is PyAV's)
+    with pytest.raises(InputError, match=r"tilted\.mp4: displayed rotated by -?45 degrees; only quarter turns"):
+        replace_video(clip, plate / "actor.png", tmp_path / "out.mp4", replacer=replacer, progress="none",
+                      options=VideoOptions(subject_mask=plate / "actor_mask.png"))
+    assert not (tmp_path / "out.mp4").exists()

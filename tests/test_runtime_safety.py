@@ -267,3 +267,29 @@ def test_a_registered_parser_is_a_parser_choice(small_bundle, plate, tmp_path):
         assert matte[100, 60] == 255 and matte[5, 5] == 0  # the box is the person
     finally:
         del parsers.PARSERS["studio-box"]
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("empty.mp4", 10, "empty.mp4: unreadable video (Invalid data found when processing input)"),
+    ("text.mp4", 10, "text.mp4: unreadable video (Invalid data found when processing input)"),
+    ("cut subject", 10, "cut.png: unreadable image"),
+    ("cut label map", 11, "0003.png: unreadable"),
+])
+def test_broken_inputs_are_one_line_and_leave_nothing(small_bundle, plate, tmp_path, case, code, message):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video\n")
+    data = (plate / "actor.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    masks = tmp_path / "masks"
+    shutil.copytree(plate / "masks", masks)
+    label_map = (masks / "0003.png").read_bytes()
+    (masks / "0003.png").write_bytes(label_map[: len(label_map) // 2])
+    out = tmp_path / "out" / "o.mkv"
+    out.parent.mkdir()
+    extra = {"empty.mp4": dict(source=tmp_path / "empty.mp4"), "text.mp4": dict(source=tmp_path / "text.mp4"),
+             "cut subject": {}, "cut label map": dict(masks=masks)}[case]
+    args = ["--subject", tmp_path / "cut.png"] if case == "cut subject" else []
+    result = video(small_bundle, plate, "-o", out, *args, **extra)
+    assert result.exit_code == code, result.stderr
+    assert message in error_line(result)
+    assert list(out.parent.iterdir()) == []
