@@ -15,7 +15,7 @@ from .bundle import Bundle, BundleError
 
 _LAZY = {"SubjectReplacer": "replacer", "ReplaceOptions": "replacer", "Subject": "replacer",
          "BackendOptions": "backend", "replace_video": "jobs", "replace_image": "jobs",
-         "VideoOptions": "jobs", "VideoReport": "jobs"}
+         "VideoOptions": "jobs", "VideoReport": "jobs", "ColourOptions": "colour"}
 
 __all__ = ["Bundle", "BundleError", *_LAZY]
 

@@ -18,6 +18,7 @@ from .backend import (
     available_providers,
 )
 from .bundle import DEFAULT_BUNDLE, Bundle, BundleError
+from .colour import ColourOptions, default_colourspace
 from .composite import COMPOSITE_MODES
 from .engines import current_device, list_builds, select_build
 from .errors import BundleFailure, OutputError, RuntimeFailure, UsageError
@@ -140,6 +141,15 @@ def main() -> None:
 OVERWRITE_HELP = "replace an existing output (never an input)"
 
 
+def colour_options(f: Callable) -> Callable:
+    """--colorspace and --ocio: where a plate's colour comes from (docs/runtime.md#colour)."""
+    f = click.option("--ocio", metavar="CONFIG", help="OpenColorIO config file or ocio:// built-in "
+                                                      "[default: $OCIO, else the built-in CG config]")(f)
+    return click.option("--colorspace", metavar="NAME",
+                        help="the plate's colourspace in the OCIO config (scam-run doctor lists them) [default: "
+                             "EXR and float TIFF scene_linear, DPX as its header says, 8/16-bit sRGB]")(f)
+
+
 @main.command()
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--subject", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -152,14 +162,16 @@ OVERWRITE_HELP = "replace an existing output (never an input)"
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--write-matte", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--write-raw", type=click.Path(dir_okay=False, path_type=Path))
+@colour_options
 @common_options
-def image(target, subject, subject_mask, mask, parser, output, overwrite, write_matte, write_raw, **kw) -> None:
-    """Put the subject into one TARGET image."""
+def image(target, subject, subject_mask, mask, parser, output, overwrite, write_matte, write_raw, colorspace, ocio,
+          **kw) -> None:
+    """Put the subject into one TARGET image (a photo, or a DPX/TIFF/EXR plate)."""
     def action() -> None:
         c = _common(**kw)
         out = replace_image(target, subject, output, replacer=_replacer(c), subject_mask=subject_mask, mask=mask,
                             parser=parser, write_matte=write_matte, write_raw=write_raw, overwrite=overwrite,
-                            note=_note)
+                            note=_note, colour=ColourOptions(colorspace, ocio))
         click.echo(f"written: {out}", err=True)
 
     _guard(action, kw["debug"])
@@ -203,7 +215,8 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--no-refine", is_flag=True,
               help="parser: whole-frame pass only (no head refiner; its face can flicker more on video, see docs/parsing.md)")
 @click.option("-o", "--output",
-              help="video file, or an image-sequence pattern out.%04d.png (.exr: float composite over the plate) "
+              help="video file, or an image-sequence pattern out.%04d.dpx (in the plate's format: written like "
+                   "the plate; .exr/.dpx of other inputs: a float/10-bit plate; else 8-bit) "
                    "[default: SOURCE.scam.EXT, or NAME_scam.%04d.EXT for a sequence, beside SOURCE]")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--frames", "frame_range", help="frame numbers A-B (inclusive), A- or -B")
@@ -224,16 +237,17 @@ def encode_subject(subject, subject_mask, parser, output, overwrite, **kw) -> No
 @click.option("--resume", is_flag=True, help="image-sequence output: skip frames already written")
 @click.option("--progress", "progress_mode", type=click.Choice(PROGRESS_MODES), default="bar", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress output")
+@colour_options
 @common_options
 def video(source, subject, subject_mask, masks, parser, label_smoothing, box_smoothing, no_refine, output, overwrite,
           frame_range, batch, codec, crf, pix_fmt, encoder_threads, encoder_preset, audio, temporal, write_matte,
-          write_labels, write_raw, resume, progress_mode, quiet, **kw) -> None:
+          write_labels, write_raw, resume, progress_mode, quiet, colorspace, ocio, **kw) -> None:
     """Replace the person in SOURCE (a video, or a pattern like plate.%04d.png)."""
     def action() -> None:
         c = _common(**kw, temporal=temporal)
         options = VideoOptions(subject_mask, masks, parser, label_smoothing, not no_refine, frame_range, batch, codec,
                                crf, pix_fmt, audio, write_matte, write_labels, write_raw, resume, overwrite,
-                               encoder_threads, encoder_preset, box_smoothing)
+                               encoder_threads, encoder_preset, box_smoothing, colorspace, ocio)
         report = replace_video(source, subject, output, options=options, replacer=_replacer(c),
                                progress="none" if quiet else progress_mode, note=_note)
         _written(report)
@@ -332,6 +346,22 @@ def _check_graphs(bundle: Bundle) -> None:
         OnnxSession(bundle.file(graph.file), BackendOptions("cpu", threads=1))
 
 
+def _colour_report() -> dict:
+    """The OCIO config a job would use, and its colourspaces (what --colorspace takes)."""
+    import OpenImageIO
+    import PyOpenColorIO
+    options = ColourOptions()
+    report = {"opencolorio": PyOpenColorIO.__version__, "openimageio": OpenImageIO.__version__,
+              "config": options.source}
+    try:
+        config = options.config
+        return report | {"name": config.getName(),
+                         "scene_linear": default_colourspace(config, np.dtype(np.float32)),
+                         "colourspaces": [cs.getName() for cs in config.getColorSpaces()]}
+    except UsageError as exc:
+        return report | {"error": str(exc)}
+
+
 @main.command()
 @click.option("--bundle", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
@@ -357,6 +387,7 @@ def doctor(bundle: Path | None, as_json: bool) -> None:
     report["parsers"] = {"auto": auto_parser_name(),
                          "builtin": str(BUILTIN_MODEL) if BUILTIN_MODEL.is_file() else "missing",
                          "mediapipe": _version_of("mediapipe", "mediapipe")}
+    report["colour"] = _colour_report()
     report["openvino"] = _version_of("openvino", "openvino")
     if not report["openvino"].startswith("not installed"):
         from .openvino_session import cpu_capabilities, inference_precision

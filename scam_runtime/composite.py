@@ -6,7 +6,7 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .colour import SRGB8_TO_LINEAR
+from .colour import ColourPath
 
 COMPOSITE_MODES = ("masked", "full")
 
@@ -57,28 +57,23 @@ def matte_box(matte: np.ndarray) -> tuple[slice, slice] | None:
 
 
 def blend_patch(plate: np.ndarray, patch: np.ndarray | None, matte: np.ndarray,
-                box: tuple[slice, slice] | None) -> np.ndarray:
+                box: tuple[slice, slice] | None, colour: ColourPath) -> np.ndarray:
     """The plate where the matte is 0 (bit-exact), blended elsewhere with `patch`, uint8 sRGB
     generated pixels of `box` = `matte_box(matte)`: all compositing reads of the generation, so
-    only that window need be brought to frame size. A uint8 plate blends in 8-bit sRGB, a float
-    (scene-linear) one in linear light, in its own pixel type."""
+    only that window need be brought to frame size. The patch is converted into the plate's
+    colourspace (`colour`) and blended there, on the plate's own values and pixel type."""
     out = plate.copy()
     if box is None:
         return out
     m = matte[box][..., None]
     p = plate[box]
-    if plate.dtype == np.uint8:
-        blended = p.astype(np.float32) * (1 - m) + patch.astype(np.float32) * m
-        out[box] = np.where(m > 0, np.clip(blended + 0.5, 0, 255).astype(np.uint8), p)
-    else:
-        blended = p.astype(np.float32) * (1 - m) + SRGB8_TO_LINEAR[patch] * m
-        out[box] = np.where(m > 0, blended.astype(out.dtype), p)
+    blended = p.astype(np.float32) * (1 - m) + colour.from_display(patch) * m
+    out[box] = np.where(m > 0, colour.to_dtype(blended), p)
     return out
 
 
-def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray) -> np.ndarray:
+def composite(plate: np.ndarray, generated: np.ndarray, matte: np.ndarray, colour: ColourPath) -> np.ndarray:
     """`plate` where the matte is 0 (bit-exact), blended elsewhere with `generated` (uint8 sRGB
-    at the plate's size): a uint8 plate in 8-bit sRGB, a float (scene-linear) one in linear
-    light, in its own pixel type."""
+    at the plate's size) in the plate's colourspace (`colour`)."""
     box = matte_box(matte)
-    return blend_patch(plate, None if box is None else generated[box], matte, box)
+    return blend_patch(plate, None if box is None else generated[box], matte, box, colour)

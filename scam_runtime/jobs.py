@@ -1,7 +1,8 @@
 """The main jobs as library calls: `replace_image` and `replace_video` (what RVM's
 `convert_video` is to its model). They own what a run must get right beyond the
 networks: no input or earlier result written over, outputs complete or absent, label maps
-from files or a parser, resumable image sequences, EXR plates composited in float. The
+from files or a parser, resumable image sequences, plates (DPX, TIFF, EXR) composited in
+their own colourspace and written like them. The
 `scam-run` commands and `bench/runtime.py` call them.
 
     from scam_runtime import SubjectReplacer, replace_video
@@ -16,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .atomic import atomic_path, write_image
+from .colour import ColourOptions
 from .errors import InputError, OutputError, UsageError
 from .framing import BoxSmoother
 from .labels import MaskFiles, check_labels, read_labels
@@ -35,6 +37,7 @@ from .media import (
 from .outputs import default_output, guard_file, guard_folder, guard_sequence
 from .parsers import Parser, ParserOptions, auto_parser_name, get_parser
 from .pipeline import ExtraOutputs, run_stream
+from .plates import format_of
 from .progress import Progress
 from .replacer import Subject, SubjectReplacer
 
@@ -67,9 +70,15 @@ class VideoOptions:
     encoder_threads: int = 0          # video codec threads; 0: one when the networks run on the CPU, else the codec's
     encoder_preset: str | None = None  # h264/h265 speed against size (None: the codec's, medium)
     box_smoothing: bool = False       # subject framing: smooth the person box over frames (chunks then differ)
+    colorspace: str | None = None     # an image sequence's colourspace (None: each file's default)
+    ocio: str | None = None           # OCIO config (None: $OCIO, else the built-in CG config)
 
     def __post_init__(self) -> None:
         self.encoding("cpu")  # checks codec and preset before any work, not at the writer
+
+    @property
+    def colour(self) -> ColourOptions:
+        return ColourOptions(self.colorspace, self.ocio)
 
     def encoding(self, provider: str) -> Encoding:
         """The video output's encoding, its codec threads chosen for the networks' `provider`."""
@@ -148,9 +157,12 @@ def _inputs(*paths: str | Path | Subject | None) -> list[Path]:
 def replace_image(target: str | Path, subject: str | Path | Subject, output: str | Path | None = None, *,
                   replacer: SubjectReplacer | None = None, subject_mask: Path | None = None,
                   mask: Path | None = None, parser: str = "auto", write_matte: Path | None = None,
-                  write_raw: Path | None = None, overwrite: bool = False, note: Note = _silent) -> Path:
+                  write_raw: Path | None = None, overwrite: bool = False, note: Note = _silent,
+                  colour: ColourOptions = ColourOptions()) -> Path:
     """Put the subject into one image; returns the output (default: TARGET.scam.EXT beside it).
-    An EXR output is composited in float over the target's plate (an 8-bit target's linearised)."""
+    A plate target (DPX, TIFF, EXR...) is composited in its own colourspace (`colour`) and
+    written like it when the output has its format; an EXR or DPX output of a photo target is
+    composited over a plate made from it (scene-linear half, 10-bit)."""
     replacer = replacer or SubjectReplacer()
     target = Path(target)
     out = Path(output) if output is not None else Path(default_output(target))
@@ -162,12 +174,10 @@ def replace_image(target: str | Path, subject: str | Path | Subject, output: str
     still = StillParser(parser, replacer, note, "subject and target")
     subj = load_subject(replacer, subject, subject_mask, still)
     labels = None if mask is None else read_labels(mask)
-    image, plate = read_plate(target, None if labels is None else labels.shape, note)
-    frame = Frame(0, 0, image, plate=plate)
-    if out.suffix.lower() == ".exr":
-        frame = frame.with_linear_plate()
+    image, plate = read_plate(target, None if labels is None else labels.shape, note, colour)
+    frame = Frame(0, 0, image, plate=plate).for_output(format_of(out), colour)
     labels, source = (still(image), None) if labels is None else (labels, str(mask))
-    result = replacer.process(frame.pixels, labels, subj, source=source, display=frame.image)
+    result = replacer.process(frame.pixels, labels, subj, source=source, display=frame.image, colour=frame.colour)
     for path, picture in ((write_matte, np.round(result.matte * 255).astype(np.uint8)),
                           (write_raw, result.generated)):
         if path is not None:
@@ -204,7 +214,7 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
     for option, value in extras:
         if value and (not is_sequence(value) or value.lower().endswith(".exr")):
             raise UsageError(f"{option} needs an 8-bit image-sequence pattern such as out.%04d.png, got {value}")
-    reader = open_input(source)
+    reader = open_input(source, o.colour)
     try:
         numbers = _numbers(reader, frames)
         mask_files = MaskFiles(o.masks) if o.masks else None
@@ -236,7 +246,7 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
             writer = SequenceWriter(output, o.resume)
         else:
             writer = VideoWriter(Path(output), reader, o.encoding(replacer.provider), o.audio, frames)
-        linear = output.lower().endswith(".exr")  # composited in float over a plate, 8-bit inputs linearised
+        out_format = format_of(output)
         no_person = resized = 0
 
         def resize_warning(message: str) -> None:
@@ -257,7 +267,7 @@ def replace_video(source: str | Path, subject: str | Path | Subject, output: str
             return labels
 
         done = [n for n in numbers if isinstance(writer, SequenceWriter) and writer.done(n)]
-        todo = (f.with_linear_plate() if linear else f for f in reader.frames(frames)
+        todo = (f.for_output(out_format, o.colour) for f in reader.frames(frames)
                 if not (isinstance(writer, SequenceWriter) and writer.done(f.number)))
         n = run_stream(replacer, subj, todo, labels_for, writer,
                        Progress(len(numbers) - len(done) if numbers else None, progress), o.batch,

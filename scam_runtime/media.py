@@ -2,10 +2,10 @@
 
 Videos decode sequentially (frame-exact ranges: any split of `--frames` gives the same
 frames as one run), and are written under a partial name renamed only when complete
-(`atomic`). Image sequences are written frame by frame, each file atomically. EXR frames
-(`exr`) keep their scene-linear float plate beside the 8-bit image the parser sees; the
-replacer composites over the plate (`Frame.pixels`), and this module only writes what it
-is given.
+(`atomic`). Image sequences are plates (`plates`, OpenImageIO): each frame keeps its plate,
+in its own pixel type and colourspace, beside the 8-bit sRGB image the parser sees; the
+replacer composites over the plate (`Frame.pixels`), and each frame is written like its
+plate, atomically.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import av
 import numpy as np
 
 from .atomic import partial_path, write_image
-from .colour import linear_to_srgb8
+from .colour import ColourOptions, ColourPath, srgb8
 from .errors import InputError, OutputError, UsageError
-from .exr import ExrPlate, load_openexr, plate_from_display, read_exr, write_exr
 from .labels import Warn, read_image
+from .plates import Plate, format_of, new_plate, read_plate as read_plate_file, write_plate
 from .replacer import Result
 
 AUDIO = ("copy", "none")
@@ -33,6 +33,11 @@ PRESET_CODECS = ("h264", "h265")  # x264 and x265 share these preset names
 ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 """Encoding speed against file size at a given quality, fastest first (the codecs' default: medium)."""
 SEQUENCE_PATTERN = re.compile(r"%0?(\d*)d")
+PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+"""Single images in these are photos (Pillow, EXIF orientation applied, 8-bit sRGB); other
+files (DPX, TIFF, EXR...) are plates, read with OpenImageIO in their own type and colourspace."""
+NEW_PLATE_FORMATS = ("openexr", "dpx")
+"""Formats an 8-bit input is written in as a plate (float or 10-bit); others get the 8-bit composite."""
 
 
 @dataclass(frozen=True)
@@ -109,31 +114,38 @@ class FrameRange:
 class Frame:
     index: int          # position in the input (0-based)
     number: int         # frame number: the index for videos, the file number for sequences
-    image: np.ndarray   # uint8 H×W×3 RGB
+    image: np.ndarray   # uint8 H×W×3 sRGB: what the parser and the networks see
     pts: int | None = None
-    plate: ExrPlate | None = None  # the float plate of an EXR frame (`image` is its sRGB view)
+    plate: Plate | None = None  # the plate of an image file (`image` is its sRGB view)
 
     @property
     def pixels(self) -> np.ndarray:
-        """What the replacer composites over: the float plate where there is one, else `image`."""
+        """What the replacer composites over: the plate's R, G, B where there is one, else `image`."""
         return self.image if self.plate is None else self.plate.rgb
 
-    def with_linear_plate(self) -> "Frame":
-        """This frame with a half-float linear plate made from its 8-bit image (for an EXR
-        output of an 8-bit input), so the composite is made in linear light like an EXR plate's."""
-        if self.plate is not None:
+    @property
+    def colour(self) -> ColourPath:
+        """The colourspace of `pixels`."""
+        return srgb8() if self.plate is None else self.plate.colour
+
+    def for_output(self, format_name: str | None, colour: ColourOptions) -> "Frame":
+        """This frame as the output format needs it: over its own plate when the output is in
+        the plate's format; over a plate made from `image` for an EXR (scene-linear half) or
+        DPX (10-bit) output of another input; else over the 8-bit `image`."""
+        if self.plate is not None and self.plate.format == format_name:
             return self
-        return Frame(self.index, self.number, self.image, self.pts, plate_from_display(self.image))
+        plate = new_plate(self.image, format_name, colour) if format_name in NEW_PLATE_FORMATS else None
+        return Frame(self.index, self.number, self.image, self.pts, plate)
 
 
-def read_plate(path: Path, labels_hw: tuple[int, int] | None = None, warn: Warn | None = None
-               ) -> tuple[np.ndarray, ExrPlate | None]:
-    """uint8 RGB of any image file, upright (`read_image`), and the float plate too when it
-    is an EXR."""
-    if path.suffix.lower() == ".exr":
-        plate = read_exr(path)
-        return plate.display, plate
-    return read_image(path, labels_hw, warn), None
+def read_plate(path: Path, labels_hw: tuple[int, int] | None = None, warn: Warn | None = None,
+               colour: ColourOptions = ColourOptions()) -> tuple[np.ndarray, Plate | None]:
+    """uint8 sRGB of a single image file, and its plate: a photo (`PHOTO_EXTS`) is read upright
+    with Pillow (`read_image`) and has none; DPX, TIFF, EXR and the rest are plates."""
+    if path.suffix.lower() in PHOTO_EXTS:
+        return read_image(path, labels_hw, warn), None
+    plate = read_plate_file(path, colour)
+    return plate.display, plate
 
 
 def why(exc: BaseException) -> str:
@@ -242,7 +254,7 @@ def _quarter_turns(path: Path) -> int:
 class SequenceReader:
     """Frames `pattern % number` for every number present on disk, in order."""
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, colour: ColourOptions = ColourOptions()) -> None:
         path = Path(pattern)
         m = SEQUENCE_PATTERN.search(path.name)
         if not m:
@@ -253,7 +265,7 @@ class SequenceReader:
                        if (r := regex.match(p)))
         if not found:
             raise InputError(f"{pattern}: no frames match this pattern")
-        self.pattern, self.files = pattern, found
+        self.pattern, self.files, self.colour = pattern, found, colour
         self.audio: list = []
         self.stream = None
 
@@ -266,27 +278,33 @@ class SequenceReader:
     def frames(self, frames: FrameRange) -> Iterator[Frame]:
         for index, (number, path) in enumerate(self.files):
             if number in frames:
-                image, plate = read_plate(path)
-                yield Frame(index, number, image, plate=plate)
+                plate = read_plate_file(path, self.colour)
+                yield Frame(index, number, plate.display, plate=plate)
 
     def close(self) -> None:
         pass
 
 
-def open_input(spec: str) -> VideoReader | SequenceReader:
-    return SequenceReader(spec) if is_sequence(spec) else VideoReader(Path(spec))
+def open_input(spec: str, colour: ColourOptions = ColourOptions()) -> VideoReader | SequenceReader:
+    """A sequence pattern's plates (in `colour`), or a video (sRGB-encoded 8-bit frames)."""
+    if is_sequence(spec):
+        return SequenceReader(spec, colour)
+    if colour.colorspace:
+        raise UsageError(f"--colorspace {colour.colorspace}: a video's frames are taken as sRGB-encoded; "
+                         f"--colorspace names an image plate's colourspace")
+    return VideoReader(Path(spec))
 
 
-def write_result(path: Path, composite: np.ndarray, plate: ExrPlate | None) -> None:
-    """A composite in `path`'s format: an EXR with `plate`'s other channels and header (the
-    composite is then float, made over `plate`), else 8-bit sRGB (PNG, JPEG, TIFF...)."""
-    if path.suffix.lower() == ".exr":
-        if plate is None or composite.dtype == np.uint8:
-            raise OutputError(f"{path}: an EXR output needs a float composite over a plate "
-                              f"(give the replacer Frame.with_linear_plate().pixels)")
-        write_exr(path, composite, plate)
+def write_result(path: Path, composite: np.ndarray, plate: Plate | None) -> None:
+    """A composite like `plate` (its format, channels, types and metadata) when `path` is in
+    the plate's format, else an 8-bit image (PNG, JPEG, TIFF...)."""
+    if plate is not None and plate.format == format_of(path):
+        write_plate(path, plate, plate.with_rgb(composite))
+    elif composite.dtype == np.uint8:
+        write_image(path, composite)
     else:
-        write_image(path, composite if composite.dtype == np.uint8 else linear_to_srgb8(composite))
+        raise OutputError(f"{path}: a {composite.dtype} composite needs a plate of this format "
+                          f"(give the replacer Frame.for_output(...).pixels)")
 
 
 class SequenceWriter:
@@ -296,8 +314,8 @@ class SequenceWriter:
         folder = Path(pattern).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise OutputError(f"{folder}: output folder missing or not writable")
-        if pattern.lower().endswith(".exr"):
-            load_openexr(OutputError)  # a missing extra fails before any frame is processed
+        if format_of(pattern) is None:
+            raise OutputError(f"{pattern}: no image format writes this extension")
         self.pattern, self.resume = pattern, resume
 
     def path(self, number: int) -> Path:

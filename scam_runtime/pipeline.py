@@ -156,7 +156,8 @@ def run_stream(replacer: SubjectReplacer, subject: Subject, frames: Iterator[Fra
             with times.stage("labels"), _stage(lambda why: StageError(f"frame {frame.number}: the labels failed ({why})")):
                 labels = labels_for(frame)
             with _stage(lambda why: StageError(f"frame {frame.number}: preparing failed ({why})")):
-                prepared = replacer.prepare_frame(frame.pixels, labels, display=frame.image, smoother=smoother)
+                prepared = replacer.prepare_frame(frame.pixels, labels, display=frame.image, smoother=smoother,
+                                                      colour=frame.colour)
             inbox.put((frame, prepared), stopping)
 
     def write() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .backend import BackendOptions
 from .bundle import Bundle, BundleError
-from .colour import display_rgb
+from .colour import ColourPath, frame_colour
 from .composite import COMPOSITE_MODES, blend_patch, matte_box, person_matte
 from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, UsageError
@@ -57,7 +57,7 @@ class Subject:
 
 @dataclass(frozen=True)
 class Result:
-    composite: np.ndarray   # the plate with the subject, in the frame's dtype (float: scene-linear)
+    composite: np.ndarray   # the plate with the subject, in the frame's pixel type and colourspace
     matte: np.ndarray       # float32 H×W in [0, 1], where `composite` took generated pixels
     labels: np.ndarray      # int32 H×W, the frame's label map
     _generated: Callable[[], np.ndarray] = field(repr=False, compare=False)
@@ -72,8 +72,9 @@ class Result:
 
 class Prepared(NamedTuple):
     """A frame ready for the networks."""
-    frame: np.ndarray         # as given: uint8 sRGB or float scene-linear
-    display: np.ndarray       # uint8 sRGB of the frame (the frame itself when uint8)
+    frame: np.ndarray         # as given, in its own pixel type and colourspace
+    display: np.ndarray       # uint8 sRGB of the frame (the frame itself when uint8 sRGB)
+    colour: ColourPath        # the frame's colourspace: how it became `display`, how the result goes back
     labels: np.ndarray        # the frame's label map, checked
     fit: Fit
     image: np.ndarray         # float32 3×h×w in [-1, 1], model resolution
@@ -172,17 +173,23 @@ class SubjectReplacer:
 
     def prepare_frame(self, frame: np.ndarray, labels: np.ndarray, source: str | None = None,
                       display: np.ndarray | None = None, name: str = "image",
-                      smoother: BoxSmoother | None = None) -> Prepared:
+                      smoother: BoxSmoother | None = None, colour: ColourPath | str | None = None) -> Prepared:
         """A frame and its label map at the model's resolution, checked. Separate from
         `generate_prepared` so a video's reader thread does it beside the networks.
         `source` names the label map in messages (its file), `name` the frame; `display`: see
-        `generate_batch`; `smoother`: a video's person box over time (`subject` framing)."""
+        `generate_batch`; `smoother`: a video's person box over time (`subject` framing);
+        `colour`: the frame's colourspace (a `ColourPath`, or a name in the default OCIO
+        config; None: uint8/uint16 sRGB-encoded, float the config's scene_linear)."""
         with self.times.stage("prepare"):
-            display = display if display is not None else display_rgb(np.asarray(frame), name)
+            frame = np.asarray(frame)
+            if frame.ndim != 3 or frame.shape[2] != 3:
+                raise InputError(f"{name}: expected an H×W×3 RGB array, got shape {frame.shape}")
+            colour = frame_colour(frame, name, colour)
+            display = display if display is not None else colour.display(frame)
             lab = check_labels(np.asarray(labels), len(self.bundle.labels), display.shape[:2],
                                source or "label map", self.warn)
             fit = self._fit(display.shape[:2], lab, smoother)
-            return Prepared(frame, display, lab, fit, fit.image_to_model(display), fit.labels_to_model(lab))
+            return Prepared(frame, display, colour, lab, fit, fit.image_to_model(display), fit.labels_to_model(lab))
 
     def _fit(self, frame_hw: tuple[int, int], labels: np.ndarray, smoother: BoxSmoother | None) -> Fit:
         """Where the frame lands in the canvas: around its person (`subject`, over time with
@@ -234,28 +241,30 @@ class SubjectReplacer:
         return z
 
     def process(self, frame: np.ndarray, labels: np.ndarray, subject: Subject, source: str | None = None,
-                display: np.ndarray | None = None) -> Result:
-        """One frame; `source` names its label map in messages (its file); `display`: see `generate_batch`."""
-        displays = None if display is None else [display]
-        return self.finish(self.generate_batch([frame], [labels], subject, [source], displays)[0])
+                display: np.ndarray | None = None, colour: ColourPath | str | None = None) -> Result:
+        """One frame; `source` names its label map in messages (its file); `display`: see
+        `generate_batch`; `colour`: the frame's colourspace (see `prepare_frame`)."""
+        prepared = self.prepare_frame(frame, labels, source or "label map 0", display, "image 0", colour=colour)
+        return self.finish(self.generate_prepared([prepared], subject)[0])
 
     def process_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                      subject: Subject) -> list[Result]:
-        """Several frames (any sizes) in one encoder and one generator run."""
-        return [self.finish(g) for g in self.generate_batch(frames, labels, subject)]
+                      subject: Subject, colour: ColourPath | str | None = None) -> list[Result]:
+        """Several frames (any sizes, one colourspace) in one encoder and one generator run."""
+        return [self.finish(g) for g in self.generate_batch(frames, labels, subject, colour=colour)]
 
     def generate_batch(self, frames: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                        subject: Subject, sources: Sequence[str | None] | None = None,
-                       displays: Sequence[np.ndarray] | None = None) -> list[Generated]:
+                       displays: Sequence[np.ndarray] | None = None,
+                       colour: ColourPath | str | None = None) -> list[Generated]:
         """The model half of `process_batch`; `finish` each item (in any thread) for its Result.
-        `displays`: the frames' uint8 sRGB views when the caller has them (an EXR plate is read
-        with one), so a float frame is not encoded to 8 bits a second time per frame."""
+        `displays`: the frames' uint8 sRGB views when the caller has them (a plate is read
+        with one), so a frame is not converted a second time."""
         if len(frames) != len(labels):
             raise LabelError(f"{len(frames)} frames but {len(labels)} label maps")
         sources = sources or [None] * len(frames)
         return self.generate_prepared([
             self.prepare_frame(frame, lab, sources[i] or f"label map {i}", None if displays is None else displays[i],
-                               f"image {i}")
+                               f"image {i}", colour=colour)
             for i, (frame, lab) in enumerate(zip(frames, labels))], subject)
 
     def generate_prepared(self, items: Sequence[Prepared], subject: Subject) -> list[Generated]:
@@ -280,7 +289,7 @@ class SubjectReplacer:
                 person_matte(p.labels, self.options.feather)[fy, fx]
             box = matte_box(matte)
             patch = None if box is None else p.fit.image_to_frame(item.image, box)[0]
-            out = blend_patch(np.asarray(p.frame), patch, matte, box)
+            out = blend_patch(p.frame, patch, matte, box, p.colour)
             return Result(out, matte, p.labels, partial(_generated_image, item, box, patch))
 
 

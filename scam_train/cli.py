@@ -105,7 +105,8 @@ def _model_override(values: tuple[str, ...]) -> dict[str, Any]:
 
 
 _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not given"
-    "data": "data", "out": "out", "scheme": "scheme", "labels_dir": "labels_dir", "split": "split", "fit": "fit",
+    "data": "data", "extra": "extra", "out": "out", "scheme": "scheme", "labels_dir": "labels_dir",
+    "split": "split", "fit": "fit",
     "preset": "preset", "height": "height", "width": "width", "max_steps": "max_steps",
     "batch_size": "batch_size", "lr": "lr", "lr_d": "lr_d", "perceptual": "perceptual",
     "perceptual_weight": "perceptual_weight", "feature_matching_weight": "feature_matching_weight", "vgg_weights": "vgg_weights",
@@ -127,6 +128,9 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
               help="label scheme: bfb3, ccp59-3, lip20-3, celebamask19, identity, or a JSON path")
 @click.option("--labels-dir", cls=DefaultFrom, config=TRAIN, help="label folder name inside DIR")
 @click.option("--split", help="subfolder of DIR or list file of names")
+@click.option("--extra", multiple=True, type=click.Path(exists=True),
+              help="another training set: a pack, or a folder in `prepare`'s layout (images/ + labels/), "
+                   "e.g. unlabelled photos a parser labelled (repeatable)")
 @click.option("--fit", type=click.Choice(["letterbox", "crop"]), cls=DefaultFrom, config=TRAIN, help="aspect handling")
 @click.option("--preset", type=click.Choice(["small", "paper"]), cls=DefaultFrom, config=TRAIN)
 @click.option("--height", type=int, cls=DefaultFrom, config=TRAIN)
@@ -198,7 +202,7 @@ def fit(config_file: str | None, model_set: tuple[str, ...], resume: bool, overw
             settings = read_config_file(config_file)
         elif resume and options["out"] and run_config.is_file():
             settings = read_config_file(run_config)
-        settings.update({_FIT_OPTIONS[k]: v for k, v in options.items() if v is not None})
+        settings.update({_FIT_OPTIONS[k]: v for k, v in options.items() if v is not None and v != ()})
         if model_set:
             settings["model"] = {**settings.get("model", {}), **_model_override(model_set)}
         cfg = TrainConfig.from_dict(settings, config_file or "command line")

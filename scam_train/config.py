@@ -25,6 +25,7 @@ class TrainConfig:
     scheme: str = "bfb3"
     labels_dir: str = "labels"
     split: str | None = None
+    extra: tuple[str, ...] = ()                           # more training sets (packs, or folders with labels/)
     fit: str = "letterbox"
     preset: str = "small"
     height: int = 256
@@ -88,6 +89,7 @@ class TrainConfig:
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "extra", tuple(self.extra))
 
     @property
     def fm_weight(self) -> float:
@@ -109,6 +111,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["extra"] = list(self.extra)
         return d
 
     @classmethod

@@ -129,6 +129,27 @@ class AugmentedDataset(Dataset):
         return image, ids
 
 
+class CombinedDataset(AugmentedDataset):
+    """Several training sets as one (`fit --extra`, e.g. photos a parser labelled): one
+    scheme, one augmentation; the parts are loaded unaugmented."""
+
+    def __init__(self, parts: list[AugmentedDataset], augment: Augment | None = None, seed: int = 0) -> None:
+        for part in parts[1:]:
+            if part.scheme.labels != parts[0].scheme.labels:
+                raise DataError(f"training sets with different labels: {', '.join(parts[0].scheme.labels)} "
+                                f"against {', '.join(part.scheme.labels)}")
+        self.parts, self.scheme = parts, parts[0].scheme
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        super().__init__(augment, seed)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part].load(index - int(self.starts[part]))
+
+
 class PairDataset(AugmentedDataset):
     """The pairs of a data folder, read and fitted to the model's size on each load."""
 

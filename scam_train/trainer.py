@@ -35,13 +35,13 @@ from models.checkpoint import CheckpointError
 from scam_runtime.atomic import write_image, write_json
 
 from .config import TrainConfig
-from .data import AugmentedDataset, Augment, PairDataset, check_pairs, find_pairs
+from .data import AugmentedDataset, Augment, CombinedDataset, PairDataset, check_pairs, find_pairs
 from .errors import ConfigError
 from .inception import InceptionPerceptual
 from .losses import feature_matching, hinge_d, hinge_g, l1, person_weights
 from .pack import PackedDataset, is_pack
 from .runlog import Progress, RunLog
-from .schemes import load_scheme
+from .schemes import LabelScheme, load_scheme
 from .vgg import VGGPerceptual
 from .visual import sample_grid
 
@@ -70,17 +70,31 @@ class ResumableSampler(DistributedSampler):
 
 
 def _open_data(cfg: TrainConfig, note: Callable[[str], None]) -> AugmentedDataset:
-    """The training pairs: a packed set (`--data FILE.npz`) or a data folder (checked up front)."""
+    """The training pairs: a packed set (`--data FILE.npz`) or a data folder (checked up front),
+    and the `--extra` sets after it (packs, or folders whose label maps are in `labels/`)."""
     augment = Augment(cfg.flip, cfg.jitter)
-    if is_pack(cfg.data):
-        if cfg.split is not None:
-            raise ConfigError(f"{cfg.data}: a packed set is already one split; pack another instead of --split")
-        dataset = PackedDataset(cfg.data, augment, cfg.seed)
+    scheme = load_scheme(cfg.scheme)  # a bad name is a usage error before any data is looked at
+    if is_pack(cfg.data) and cfg.split is not None:
+        raise ConfigError(f"{cfg.data}: a packed set is already one split; pack another instead of --split")
+    parts = [_open_set(cfg, scheme, cfg.data, cfg.split, cfg.labels_dir, note)]
+    parts += [_open_set(cfg, scheme, extra, None, "labels", note) for extra in cfg.extra]
+    if cfg.extra:
+        note(f"{len(parts[0])} pairs from {cfg.data}, "
+             + ", ".join(f"{len(p)} from {e}" for p, e in zip(parts[1:], cfg.extra)))
+    return CombinedDataset(parts, augment, cfg.seed)
+
+
+def _open_set(cfg: TrainConfig, scheme: LabelScheme, data: str, split: str | None, labels_dir: str,
+              note: Callable[[str], None]) -> AugmentedDataset:
+    """One training set, unaugmented: a pack made for this run's size, or a checked folder."""
+    if is_pack(data):
+        dataset = PackedDataset(data)
         dataset.check(cfg.height, cfg.width, cfg.fit)
+        if dataset.scheme.name != scheme.name:
+            raise ConfigError(f"{data}: packed with scheme {dataset.scheme.name}, the run's is {scheme.name}")
         return dataset
-    scheme = load_scheme(cfg.scheme)
-    pairs = find_pairs(cfg.data, cfg.split, cfg.labels_dir)
-    return PairDataset(pairs, check_pairs(pairs, scheme, note), cfg.height, cfg.width, cfg.fit, augment, cfg.seed)
+    pairs = find_pairs(data, split, labels_dir)
+    return PairDataset(pairs, check_pairs(pairs, scheme, note), cfg.height, cfg.width, cfg.fit)
 
 
 class Interrupted(Exception):

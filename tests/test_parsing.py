@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from scam_runtime.colour import SRGB8_TO_LINEAR
+from scam_runtime.colour import ColourOptions
 from scam_runtime.errors import LabelError, UsageError
 from scam_runtime.labels import read_image
 from scam_runtime.parsers import (
@@ -268,7 +268,9 @@ def test_argmax_labels_matches_numpy_including_ties():
 
 
 def test_float_frames_are_scene_linear(shared):
-    """A float frame is parsed through its sRGB encoding, like SubjectReplacer's float frames."""
+    """A float frame is parsed through its sRGB encoding, like SubjectReplacer's float frames
+    (in the OCIO config's scene_linear: ACEScg in the built-in one)."""
     photo = read_image(shared / "data" / "people" / "portrait.jpg")
     parser = get_parser("builtin", LABELS, ParserOptions(refine=False))
-    assert np.array_equal(parser(SRGB8_TO_LINEAR[photo]), parser(photo))
+    scene = ColourOptions().path(np.dtype(np.float32))
+    assert np.array_equal(parser(scene.from_display(photo)), parser(photo))

@@ -8,7 +8,7 @@ from PIL import Image
 
 from models.synthetic import person_labels
 from scam_runtime.backend import BackendOptions, ProviderUnavailable, available_providers, resolve_providers
-from scam_runtime.colour import SRGB8_TO_LINEAR, linear_to_srgb8
+from scam_runtime.colour import SRGB8_TO_LINEAR, ColourOptions, linear_to_srgb8
 from scam_runtime.composite import composite, person_matte
 from scam_runtime.errors import InputError, LabelError, ProviderFailure, UsageError
 from scam_runtime.geometry import Fit
@@ -76,7 +76,7 @@ def test_matte_is_exactly_zero_away_from_the_person_and_plate_untouched():
     assert matte[labels != 0].min() > 0.9 and matte.max() == 1
     assert (matte[:, :20] == 0).all()
     plate, generated = rgb(96, 128), rgb(96, 128)
-    out = composite(plate, generated, matte)
+    out = composite(plate, generated, matte, ColourOptions().path(np.dtype(np.uint8)))
     assert np.array_equal(out[matte == 0], plate[matte == 0])
     assert np.array_equal(out[matte == 1], generated[matte == 1])
 
@@ -113,10 +113,11 @@ def test_process_replaces_inside_matte_only(replacer, subject, hw):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_float_frames_are_scene_linear(replacer, subject, dtype):
     """Float frames (what Nuke or Houdini hand over) are composited in linear float, bit-exact
-    outside the matte; the networks see their sRGB encoding, as an 8-bit frame would give."""
+    outside the matte; the networks see their sRGB encoding, as an 8-bit frame would give.
+    Their colourspace is named (here linear Rec.709), else the OCIO config's scene_linear."""
     linear = (RNG.gamma(0.6, 0.6, (96, 128, 3)) - 0.02).astype(dtype)  # highlights > 1, negative fringes
     labels = person_labels(96, 128)
-    r = replacer.process(linear, labels, subject)
+    r = replacer.process(linear, labels, subject, colour="lin_rec709")
     display = replacer.process(linear_to_srgb8(linear), labels, subject)
     assert r.composite.dtype == dtype and r.composite.shape == linear.shape
     assert np.array_equal(r.generated, display.generated) and np.array_equal(r.matte, display.matte)
@@ -124,9 +125,10 @@ def test_float_frames_are_scene_linear(replacer, subject, dtype):
     assert outside.any() and inside.any()
     assert np.array_equal(r.composite[outside], linear[outside])
     assert np.array_equal(r.composite[inside], SRGB8_TO_LINEAR[r.generated[inside]].astype(dtype))
-    assert np.array_equal(replacer.encode_subject(linear, labels).latents,
-                          replacer.encode_subject(linear_to_srgb8(linear), labels).latents)
-    with pytest.raises(InputError, match=r"image 0: expected uint8 \(sRGB\) or float"):
+    acescg = replacer.process(linear, labels, subject)  # the default config's scene_linear: ACEScg
+    assert np.array_equal(acescg.composite, replacer.process(linear, labels, subject, colour="ACEScg").composite)
+    assert not np.array_equal(acescg.generated, r.generated)
+    with pytest.raises(InputError, match=r"image 0: expected uint8/uint16 \(sRGB-encoded\) or float"):
         replacer.process(linear.astype(np.int16), labels, subject)
     with pytest.raises(InputError, match="image 0: expected an H×W×3 RGB array"):
         replacer.process(linear[..., 0], labels, subject)

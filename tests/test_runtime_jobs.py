@@ -172,11 +172,10 @@ def test_the_subject_label_map_is_checked_once_and_named(small_bundle, plate, tm
     assert len(resized) == 1 and resized[0].startswith(str(tmp_path / "small_mask.png")), warnings
 
 
-def test_an_exr_output_of_an_8bit_image_is_composited_in_linear_light(replacer, plate, tmp_path):
-    pytest.importorskip("OpenEXR")
-    from scam_runtime.colour import SRGB8_TO_LINEAR
+def test_an_exr_output_of_an_8bit_image_is_composited_over_a_scene_linear_plate(replacer, plate, tmp_path):
+    from scam_runtime.colour import ColourOptions
     from scam_runtime.composite import composite
-    from scam_runtime.exr import read_exr
+    from scam_runtime.plates import read_plate as read_plate_file
     target = np.asarray(Image.open(plate / "actor.png"))
     png = replace_image(plate / "actor.png", plate / "actor.png", tmp_path / "o.png", replacer=replacer,
                         subject_mask=plate / "actor_mask.png", mask=plate / "actor_mask.png",
@@ -185,10 +184,12 @@ def test_an_exr_output_of_an_8bit_image_is_composited_in_linear_light(replacer, 
                         subject_mask=plate / "actor_mask.png", mask=plate / "actor_mask.png")
     matte = np.asarray(Image.open(tmp_path / "m.png")).astype(np.float32) / 255
     raw = np.asarray(Image.open(tmp_path / "r.png"))
-    written = read_exr(exr).rgb
-    expected = composite(SRGB8_TO_LINEAR[target].astype(np.float16), raw, matte)
+    written = read_plate_file(exr).rgb
+    scene = ColourOptions().path(np.dtype(np.float16))  # the built-in config's scene_linear: ACEScg
+    linear = scene.to_dtype(scene.from_display(target))
+    expected = composite(linear, raw, matte, scene)
     inside = matte > 0.999
-    assert np.array_equal(written[~(matte > 0)], SRGB8_TO_LINEAR[target][~(matte > 0)].astype(np.float16))
+    assert np.array_equal(written[~(matte > 0)], linear[~(matte > 0)])
     assert np.abs(written[inside].astype(np.float32) - expected[inside].astype(np.float32)).max() < 1e-3
     assert png.is_file()
 

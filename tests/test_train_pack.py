@@ -119,6 +119,40 @@ def test_fit_and_evaluate_on_packs_and_photo_figures(shared, splits, packs, tmp_
     assert set(photos["swap_colour_error_by_label"]) == {"face", "body"}
 
 
+def test_fit_takes_extra_sets_after_its_data(shared, splits, packs, tmp_path):
+    """`--extra`: more pairs (a pack or a labelled folder) in one dataset, checked like --data."""
+    from scam_train.config import TrainConfig
+    from scam_train.trainer import _open_data
+    folder = shared / "data" / "ccp"
+    cfg = TrainConfig(data=str(packs / "ccp-train.npz"), out=str(tmp_path / "r"), height=128, width=85,
+                      extra=(str(packs / "ccp-val-a.npz"),))
+    notes: list[str] = []
+    combined = _open_data(cfg, notes.append)
+    assert len(combined) == 10 and notes == [f"6 pairs from {cfg.data}, 4 from {cfg.extra[0]}"]
+    for i, j in ((0, 0), (6, 0), (9, 3)):  # the extra's pairs come after --data's, unchanged
+        part = PackedDataset(packs / ("ccp-train.npz" if i < 6 else "ccp-val-a.npz"))
+        assert all(np.array_equal(a, b) for a, b in zip(combined.load(i), part.load(j)))
+    pseudo = tmp_path / "pseudo"  # prepare's layout: labels in labels/
+    (pseudo / "images").mkdir(parents=True)
+    (pseudo / "labels").mkdir()
+    for name in (folder / "images").glob("0001.*"):
+        (pseudo / "images" / name.name).write_bytes(name.read_bytes())
+    (pseudo / "labels" / "0001.png").write_bytes((folder / "labels3" / "0001.png").read_bytes())
+    r = CliRunner().invoke(main, ["fit", "--data", str(packs / "ccp-train.npz"), "--extra", str(pseudo), "--out",
+                                  str(tmp_path / "run"), "--height", "128", "--width", "85", "--model", "gen_blocks=5",
+                                  "--model", "gen_nf=32", "--perceptual-weight", "0", "--adversarial-weight", "0",
+                                  "--batch-size", "7", "--workers", "0", "--max-steps", "1", "--progress", "none"])
+    assert r.exit_code == 0, r.output
+    assert f"6 pairs from {packs / 'ccp-train.npz'}, 1 from {pseudo}" in r.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["extra"] == [str(pseudo)]
+    (pseudo / "labels" / "0001.png").unlink()
+    r = CliRunner().invoke(main, ["fit", "--data", str(packs / "ccp-train.npz"), "--extra", str(pseudo), "--out",
+                                  str(tmp_path / "bad"), "--height", "128", "--width", "85", "--perceptual-weight", "0",
+                                  "--max-steps", "1"])
+    assert r.exit_code != 0 and str(pseudo) in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad" / "last.pt").exists()
+
+
 def test_the_gpu_lease_script_runs_on_the_cpu(packs, tmp_path):
     """The documented one-call command, with a few seconds a variant (the real call: minutes)."""
     out = tmp_path / "out"

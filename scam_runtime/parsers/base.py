@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..backend import BackendOptions
-from ..colour import linear_to_srgb8
+from ..colour import frame_colour
 from ..errors import LabelError
 from ..geometry import Fit
 
@@ -171,15 +171,14 @@ def frame_labels(probs: np.ndarray, fit: Fit) -> np.ndarray:
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3 sRGB from greyscale (H×W or H×W×1), RGBA, or float (scene-linear, as
-    `SubjectReplacer` takes float frames) arrays."""
-    if image.dtype != np.uint8:
-        image = linear_to_srgb8(image)
+    """uint8 H×W×3 sRGB from greyscale (H×W or H×W×1), RGBA, uint16 or float arrays, in their
+    dtype's default colourspace as `SubjectReplacer` takes them (float: scene-linear)."""
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])
+    image = np.ascontiguousarray(image[..., :3])
+    return image if image.dtype == np.uint8 else frame_colour(image, "frame").display(image)
 
 
 class Parser(Protocol):
