@@ -5,6 +5,12 @@ mode, beside the photo at its own framing (the photo as the plate: what training
 
     python bench/framing.py [--split scam_train/splits/ccp-val-b.txt] [--limit 24]
         [--plates 1920x1080 1280x720] [--heights 0.25 0.5 0.9] [--modes subject letterbox]
+    python bench/framing.py --no-plates --people --clips    # only several people
+
+Several people (`--people`): pairs of the photos pasted side by side (centres at a third and
+two thirds of the plate's width), each person reconstructed from its own latents (one run
+per person's latents, PSNR over that person's pixels), with a canvas for each person
+(`people="each"`) against one canvas around both (`together`).
 
 And on the shared clips (`--clips`): frames reconstructed from their own latents in each
 mode (the built-in parser's labels standing for the truth), and the person box's
@@ -33,21 +39,27 @@ from scam_runtime.backend import BackendOptions  # noqa: E402
 GREY = 118
 
 
-def paste(photo: np.ndarray, labels: np.ndarray, plate_hw: tuple[int, int], height: float
+def paste(photo: np.ndarray, labels: np.ndarray, plate_hw: tuple[int, int], height: float,
+          centre_x: float = 0.5, onto: tuple[np.ndarray, np.ndarray] | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
-    """`photo` scaled so its person is `height` of the plate, centred on a grey plate."""
+    """`photo` scaled so its person is `height` of the plate, centred at `centre_x` of its
+    width on a grey plate (or on `onto`'s plate and labels)."""
     y0, x0, y1, x1 = person_box(labels)
     scale = height * plate_hw[0] / (y1 - y0)
     size = (max(1, round(photo.shape[1] * scale)), max(1, round(photo.shape[0] * scale)))
     im = np.asarray(Image.fromarray(photo).resize(size, Image.BILINEAR))
     lab = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(size, Image.NEAREST))
-    plate = np.full((*plate_hw, 3), GREY, np.uint8)
-    plate_labels = np.zeros(plate_hw, np.uint8)
+    if onto is None:
+        plate, plate_labels = np.full((*plate_hw, 3), GREY, np.uint8), np.zeros(plate_hw, np.uint8)
+    else:
+        plate, plate_labels = onto[0].copy(), onto[1].copy()
     cy, cx = (y0 + y1) / 2 * scale, (x0 + x1) / 2 * scale
-    top, left = round(plate_hw[0] / 2 - cy), round(plate_hw[1] / 2 - cx)
+    top, left = round(plate_hw[0] / 2 - cy), round(plate_hw[1] * centre_x - cx)
     ys, xs = slice(max(top, 0), min(top + size[1], plate_hw[0])), slice(max(left, 0), min(left + size[0], plate_hw[1]))
     src = (slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
-    plate[ys, xs], plate_labels[ys, xs] = im[src], lab[src]
+    person = lab[src] > 0  # only the person over what is there: two photos' backgrounds overlap
+    plate[ys, xs] = np.where(person[..., None] | (onto is None), im[src], plate[ys, xs])
+    plate_labels[ys, xs] = np.where(person, lab[src], plate_labels[ys, xs])
     return plate, plate_labels
 
 
@@ -82,6 +94,31 @@ def plates(args: argparse.Namespace) -> None:
     print("|---|" + "---|" * len(args.modes))
     for where in dict.fromkeys(k[1] for k in rows):
         print(f"| {where} | " + " | ".join(f"{np.mean(rows[(m, where)]):.2f}" for m in args.modes) + " |")
+
+
+def people(args: argparse.Namespace) -> None:
+    """Pairs side by side: a canvas each against one for both (person PSNR, own latents)."""
+    names = [n for n in (ROOT / args.split).read_text().split()][:args.limit]
+    data = ROOT.parent / "shared" / "data" / "ccp"
+    replacers = {m: SubjectReplacer(args.bundle, ReplaceOptions(people=m), BackendOptions("cpu"), warn=lambda s: None)
+                 for m in ("each", "together")}
+    rows: dict[tuple[str, float], list[float]] = {}
+    for a, b in zip(names[0::2], names[1::2]):
+        pair = [(read_image(data / "images" / f"{n}.jpg"), read_labels(data / "labels3" / f"{n}.png")) for n in (a, b)]
+        for height in args.heights:
+            plate, plate_labels = paste(*pair[0], (1080, 1920), height, 1 / 3)
+            alone = plate_labels.copy()
+            plate, plate_labels = paste(*pair[1], (1080, 1920), height, 2 / 3, (plate, plate_labels))
+            mine = [(alone > 0) & (plate_labels == alone), (plate_labels > 0) & ~((alone > 0) & (plate_labels == alone))]
+            for mode, replacer in replacers.items():
+                for (photo, labels), where in zip(pair, mine):
+                    out = replacer.process(plate, plate_labels, replacer.encode_subject(photo, labels)).generated
+                    rows.setdefault((mode, height), []).append(person_psnr(out, plate, where.astype(np.uint8)))
+    print(f"\ntwo people side by side in 1920x1080, person PSNR (dB), {len(names) // 2} pairs of {args.split}, "
+          f"each person from its own latents\n")
+    print("| person height | a canvas each | one canvas for both |\n|---|---|---|")
+    for height in args.heights:
+        print(f"| {height:.0%} | {np.mean(rows[('each', height)]):.2f} | {np.mean(rows[('together', height)]):.2f} |")
 
 
 def clips(args: argparse.Namespace) -> None:
@@ -134,11 +171,16 @@ def main() -> None:
     p.add_argument("--plates", nargs="+", default=["1920x1080"])
     p.add_argument("--heights", nargs="+", type=float, default=[0.25, 0.5, 0.9])
     p.add_argument("--modes", nargs="+", default=["subject", "letterbox"])
+    p.add_argument("--people", action="store_true", help="also two people side by side")
+    p.add_argument("--no-plates", action="store_true", help="skip the one-person plates")
     p.add_argument("--every", type=int, default=10, help="clips: reconstruct every N-th frame")
     p.add_argument("--clips", nargs="*", default=[str(ROOT.parent / "shared" / "data" / "video" / n)
                                                  for n in ("pose_1.mp4", "pose_squats.mp4")])
     args = p.parse_args()
-    plates(args)
+    if not args.no_plates:
+        plates(args)
+    if args.people:
+        people(args)
     if args.clips:
         clips(args)
 

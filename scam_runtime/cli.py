@@ -39,7 +39,7 @@ from .openvino_session import PRECISION_HINTS
 from .outputs import guard_file
 from .parsers import BUILTIN_MODEL, auto_parser_name
 from .progress import PROGRESS_MODES
-from .replacer import ReplaceOptions, SubjectReplacer
+from .replacer import PEOPLE_MODES, ReplaceOptions, SubjectReplacer
 
 REPLACE = ReplaceOptions()   # option defaults come from the dataclasses the library uses
 VIDEO = VideoOptions()
@@ -94,6 +94,8 @@ def common_options(f):
         click.option("--fit", type=click.Choice(FRAMINGS), default=REPLACE.fit, show_default=True,
                      help="subject: the model's canvas framed on the person, as its training photos; "
                           "letterbox: the whole frame fitted; crop: the whole frame filled"),
+        click.option("--people", type=click.Choice(PEOPLE_MODES), default=REPLACE.people, show_default=True,
+                     help="--fit subject with several people in a label map: a canvas each, or one for all"),
         click.option("--composite", type=click.Choice(COMPOSITE_MODES), default=REPLACE.composite, show_default=True),
         click.option("--feather", type=click.FloatRange(0, 100), default=REPLACE.feather, show_default=True,
                      help="matte softness in pixels"),
@@ -105,11 +107,11 @@ def common_options(f):
     return f
 
 
-def _common(bundle, provider, precision_hint, allow_fallback, threads, fit, composite, feather, keep, debug,
+def _common(bundle, provider, precision_hint, allow_fallback, threads, fit, people, composite, feather, keep, debug,
             temporal: str = "per-frame") -> Common:
     return Common(bundle, BackendOptions(provider, allow_fallback, threads, precision_hint),
-                  ReplaceOptions(fit=fit, composite=composite, feather=feather, keep=tuple(keep), temporal=temporal),
-                  debug)
+                  ReplaceOptions(fit=fit, composite=composite, feather=feather, keep=tuple(keep), temporal=temporal,
+                                 people=people), debug)
 
 
 def _replacer(c: Common) -> SubjectReplacer:

@@ -7,6 +7,11 @@ over CCP's 855 training photos, the person's box is 0.919 of the photo's height 
 width and 0.504 of the height). A 1920×1080 plate letterboxed into 128×85 gives a person
 at half the plate's height about 24 model rows; framed like the training photos, 118.
 
+Several people (a label map that keeps everyone) get one canvas each, in one batch
+(`separate_people`; `ReplaceOptions.people`): side by side, one box around all of them is
+wide, and the portrait canvas would show each person small (measured in
+docs/runtime.md#framing-measured).
+
 On video each frame is framed on its own box (chunks and resumed runs then equal one whole
 run); `BoxSmoother` (`--box-smoothing`) smooths the box over frames with a one-euro filter
 (Casiez et al., CHI 2012) on its centre and size, in units of the box's height: steady when
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import FIT_MODES, Fit
+from .parsers.base import person_regions
 
 FRAMINGS = ("subject", *FIT_MODES)
 """The runtime's `--fit`: `subject` (the default) frames the person, the others the frame."""
@@ -43,6 +49,58 @@ def person_box(labels: np.ndarray) -> Box | None:
     if rows.size == 0:
         return None
     return float(rows[0]), float(cols[0]), float(rows[-1] + 1), float(cols[-1] + 1)
+
+
+PERSON_GAP = 0.1
+"""Person regions whose boxes, grown by this fraction of their height, overlap are one person
+(a head the parser cut off its body, a hand): only clearly apart people get their own canvas."""
+
+MIN_PERSON = 0.1
+"""A region under this fraction of the largest is a speck or a limb, and joins the nearest person."""
+
+
+def separate_people(labels: np.ndarray) -> list[np.ndarray]:
+    """Boolean H×W masks of the people of a label map, left to right: its 4-connected person
+    regions, merged where their grown boxes overlap, specks joined to the nearest person.
+    One mask (every person pixel) when there is one person; none when there is nobody."""
+    regions, count = person_regions(labels != 0)
+    if count <= 1:
+        return [labels != 0] if count else []
+    ys, xs = np.nonzero(regions)
+    ids = regions[ys, xs]
+    sizes = np.bincount(ids, minlength=count + 1)
+    y0, x0 = np.full(count + 1, labels.shape[0]), np.full(count + 1, labels.shape[1])
+    y1, x1 = np.zeros(count + 1, np.int64), np.zeros(count + 1, np.int64)
+    np.minimum.at(y0, ids, ys)
+    np.minimum.at(x0, ids, xs)
+    np.maximum.at(y1, ids, ys + 1)
+    np.maximum.at(x1, ids, xs + 1)
+    big = [r for r in range(1, count + 1) if sizes[r] >= MIN_PERSON * sizes.max()]
+    group = {r: r for r in big}
+
+    def root(r: int) -> int:
+        while group[r] != r:
+            r = group[r]
+        return r
+
+    grow = {r: PERSON_GAP * (y1[r] - y0[r]) for r in big}
+    for i, a in enumerate(big):
+        for b in big[i + 1:]:
+            g = grow[a] + grow[b]
+            if y0[a] < y1[b] + g and y0[b] < y1[a] + g and x0[a] < x1[b] + g and x0[b] < x1[a] + g:
+                group[max(root(a), root(b))] = min(root(a), root(b))
+    members: dict[int, list[int]] = {}
+    for r in big:
+        members.setdefault(root(r), []).append(r)
+    if len(members) == 1:
+        return [labels != 0]
+    centre = {r: ((y0[r] + y1[r]) / 2, (x0[r] + x1[r]) / 2) for r in range(1, count + 1)}
+    for r in range(1, count + 1):
+        if r not in group:  # a speck: with the person whose region centre is nearest
+            nearest = min(big, key=lambda b: (centre[b][0] - centre[r][0]) ** 2 + (centre[b][1] - centre[r][1]) ** 2)
+            members[root(nearest)].append(r)
+    people = sorted(members.values(), key=lambda rs: min(x0[r] for r in rs))
+    return [np.isin(regions, rs) for rs in people]
 
 
 def subject_fit(frame_hw: tuple[int, int], model_hw: tuple[int, int], box: Box, fill: float = SUBJECT_FILL) -> Fit:

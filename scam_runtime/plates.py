@@ -63,7 +63,10 @@ class Plate:
 def format_of(path: str | Path) -> str | None:
     """OpenImageIO's format name for a file name's extension (None: none writes it)."""
     out = oiio.ImageOutput.create(str(path))
-    return None if out is None else out.format_name()
+    if out is None:
+        oiio.geterror()  # clears it: OpenImageIO prints errors nobody retrieved at exit
+        return None
+    return out.format_name()
 
 
 OIIO_TYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype(np.uint16), "half": np.dtype(np.float16),

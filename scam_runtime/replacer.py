@@ -16,12 +16,13 @@ from .colour import ColourPath, frame_colour
 from .composite import COMPOSITE_MODES, blend_patch, matte_box, person_matte
 from .engines import open_sessions
 from .errors import BundleFailure, InputError, LabelError, UsageError
-from .framing import FRAMINGS, BoxSmoother, person_box, subject_fit
+from .framing import FRAMINGS, BoxSmoother, person_box, separate_people, subject_fit
 from .geometry import Fit
 from .labels import check_labels
 from .timing import StageTimes
 
 SUBJECT_FORMAT = "scam-subject-1"
+PEOPLE_MODES = ("each", "together")
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,28 @@ class Result:
         return self._generated()
 
 
+class Crop(NamedTuple):
+    """One model canvas of a frame: where it lies, the networks' inputs, and the person
+    pixels it composites (None: every person of the frame)."""
+    fit: Fit
+    image: np.ndarray                 # float32 3×h×w in [-1, 1], model resolution
+    model_labels: np.ndarray          # int32 h×w
+    people: np.ndarray | None = None  # bool H×W
+
+
 class Prepared(NamedTuple):
     """A frame ready for the networks."""
     frame: np.ndarray         # as given, in its own pixel type and colourspace
     display: np.ndarray       # uint8 sRGB of the frame (the frame itself when uint8 sRGB)
     colour: ColourPath        # the frame's colourspace: how it became `display`, how the result goes back
     labels: np.ndarray        # the frame's label map, checked
-    fit: Fit
-    image: np.ndarray         # float32 3×h×w in [-1, 1], model resolution
-    model_labels: np.ndarray  # int32 h×w
+    crops: tuple[Crop, ...]   # one canvas, or one per person (`ReplaceOptions.people`)
 
 
 class Generated(NamedTuple):
     """A frame whose generation is done but not yet composited."""
-    prepared: Prepared      # the frame, its label map and fit, as the networks got them
-    image: np.ndarray       # the generator's float32 3×h×w in [-1, 1], model resolution
+    prepared: Prepared              # the frame, its label map and canvases, as the networks got them
+    images: tuple[np.ndarray, ...]  # the generator's float32 3×h×w in [-1, 1] per canvas
 
 
 @dataclass(frozen=True)
@@ -94,10 +102,13 @@ class ReplaceOptions:
     feather: float = 2.0            # matte softness, px
     keep: tuple[str, ...] = ()      # labels whose latents stay the frame's (e.g. "body")
     temporal: str = "per-frame"     # per-frame | ema=ALPHA | first: background latents over frames
+    people: str = "each"            # subject framing of several people: a canvas each | one for all
 
     def __post_init__(self) -> None:
         if self.fit not in FRAMINGS:
             raise UsageError(f"fit must be one of {', '.join(FRAMINGS)}, got {self.fit!r}")
+        if self.people not in PEOPLE_MODES:
+            raise UsageError(f"people must be one of {', '.join(PEOPLE_MODES)}, got {self.people!r}")
         if self.composite not in COMPOSITE_MODES:
             raise UsageError(f"composite must be one of {', '.join(COMPOSITE_MODES)}, got {self.composite!r}")
         self.ema_alpha  # validates `temporal`
@@ -119,7 +130,7 @@ class ReplaceOptions:
 
 @dataclass
 class _Temporal:
-    background: np.ndarray | None = None
+    background: dict[int, np.ndarray] = field(default_factory=dict)  # per canvas of a frame, left to right
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -173,13 +184,15 @@ class SubjectReplacer:
 
     def prepare_frame(self, frame: np.ndarray, labels: np.ndarray, source: str | None = None,
                       display: np.ndarray | None = None, name: str = "image",
-                      smoother: BoxSmoother | None = None, colour: ColourPath | str | None = None) -> Prepared:
+                      smoother: BoxSmoother | None = None, colour: ColourPath | str | None = None,
+                      one_canvas: bool = False) -> Prepared:
         """A frame and its label map at the model's resolution, checked. Separate from
         `generate_prepared` so a video's reader thread does it beside the networks.
         `source` names the label map in messages (its file), `name` the frame; `display`: see
         `generate_batch`; `smoother`: a video's person box over time (`subject` framing);
         `colour`: the frame's colourspace (a `ColourPath`, or a name in the default OCIO
-        config; None: uint8/uint16 sRGB-encoded, float the config's scene_linear)."""
+        config; None: uint8/uint16 sRGB-encoded, float the config's scene_linear);
+        `one_canvas`: one canvas even for several people (a subject photo)."""
         with self.times.stage("prepare"):
             frame = np.asarray(frame)
             if frame.ndim != 3 or frame.shape[2] != 3:
@@ -188,23 +201,29 @@ class SubjectReplacer:
             display = display if display is not None else colour.display(frame)
             lab = check_labels(np.asarray(labels), len(self.bundle.labels), display.shape[:2],
                                source or "label map", self.warn)
-            fit = self._fit(display.shape[:2], lab, smoother)
-            return Prepared(frame, display, colour, lab, fit, fit.image_to_model(display), fit.labels_to_model(lab))
+            crops = tuple(Crop(fit, fit.image_to_model(display), fit.labels_to_model(lab), people)
+                          for fit, people in self._canvases(display.shape[:2], lab, smoother, one_canvas))
+            return Prepared(frame, display, colour, lab, crops)
 
-    def _fit(self, frame_hw: tuple[int, int], labels: np.ndarray, smoother: BoxSmoother | None) -> Fit:
+    def _canvases(self, frame_hw: tuple[int, int], labels: np.ndarray, smoother: BoxSmoother | None,
+                  one_canvas: bool) -> list[tuple[Fit, np.ndarray | None]]:
         """Where the frame lands in the canvas: around its person (`subject`, over time with
-        `smoother`), or the whole frame."""
+        `smoother`), around each of several people (`people="each"`: unsmoothed, so the
+        smoother follows single-person frames only), or the whole frame."""
         model_hw = (self.bundle.height, self.bundle.width)
         if self.options.fit != "subject":
-            return Fit.compute(frame_hw, model_hw, self.options.fit)
+            return [(Fit.compute(frame_hw, model_hw, self.options.fit), None)]
+        people = [] if one_canvas or self.options.people != "each" else separate_people(labels)
+        if len(people) > 1:
+            return [(subject_fit(frame_hw, model_hw, person_box(mask)), mask) for mask in people]
         box = person_box(labels) if smoother is None else smoother(person_box(labels))
-        return Fit.compute(frame_hw, model_hw) if box is None else subject_fit(frame_hw, model_hw, box)
+        return [(Fit.compute(frame_hw, model_hw) if box is None else subject_fit(frame_hw, model_hw, box), None)]
 
     def encode_subject(self, image: np.ndarray, labels: np.ndarray, source: str | None = None) -> Subject:
         """Latents of the subject (its appearance); save with `Subject.save` to reuse.
         `source` names the label map in messages (its file)."""
-        p = self.prepare_frame(image, labels, source)
-        z = self.encoder.run(image=p.image[None], labels=p.model_labels[None])[0]
+        p = self.prepare_frame(image, labels, source, one_canvas=True)
+        z = self.encoder.run(image=p.crops[0].image[None], labels=p.crops[0].model_labels[None])[0]
         present = tuple(n for i, n in enumerate(self.bundle.labels) if (p.labels == i).any())
         return Subject(z, present, self.encoder_sha256)
 
@@ -221,7 +240,9 @@ class SubjectReplacer:
                 self.warn(f"the subject shows no '{name}': its '{name}' latents carry no information about "
                           f"the subject (use --keep {name} to keep the frame's)")
 
-    def _mix(self, z_frames: np.ndarray, subject: Subject) -> np.ndarray:
+    def _mix(self, z_frames: np.ndarray, subject: Subject, canvases: list[int]) -> np.ndarray:
+        """The subject's latents where they go; the background's over time per canvas index
+        (`canvases`: each row's canvas within its frame)."""
         z = z_frames.copy()
         for name, source in self._sources.items():
             if source == "subject":
@@ -229,14 +250,14 @@ class SubjectReplacer:
                 z[:, start:stop] = subject.latents[start:stop]
         start, stop = self.bundle.latent_layout[self.bundle.labels[0]]
         with self._temporal.lock:  # background latents over time, in call order
-            for b in range(len(z)):
+            for b, canvas in enumerate(canvases):
                 current = z[b, start:stop]
-                state = self._temporal.background
+                state = self._temporal.background.get(canvas)
                 if state is not None and self.options.temporal == "first":
                     current = state
                 elif state is not None and self.options.ema_alpha is not None:
                     current = (1 - self.options.ema_alpha) * state + self.options.ema_alpha * current
-                self._temporal.background = current
+                self._temporal.background[canvas] = current
                 z[b, start:stop] = current
         return z
 
@@ -268,37 +289,51 @@ class SubjectReplacer:
             for i, (frame, lab) in enumerate(zip(frames, labels))], subject)
 
     def generate_prepared(self, items: Sequence[Prepared], subject: Subject) -> list[Generated]:
-        """Both networks on prepared frames, in one run each."""
+        """Both networks on prepared frames, every canvas of every frame in one run each."""
         self._check_subject(subject, [p.labels for p in items])
-        x, lab = np.stack([p.image for p in items]), np.stack([p.model_labels for p in items])
+        crops = [c for p in items for c in p.crops]
+        x, lab = np.stack([c.image for c in crops]), np.stack([c.model_labels for c in crops])
         with self.times.stage("encode"):
             z_frames = self.encoder.run(image=x, labels=lab)
         with self.times.stage("mix"):
-            z = self._mix(z_frames, subject).astype(np.float32)
+            z = self._mix(z_frames, subject, [k for p in items for k in range(len(p.crops))]).astype(np.float32)
         with self.times.stage("generate"):
             generated = self.generator.run(labels=lab, latents=z)
-        return [Generated(p, g) for p, g in zip(items, generated)]
+        out, start = [], 0
+        for p in items:
+            out.append(Generated(p, tuple(generated[start:start + len(p.crops)])))
+            start += len(p.crops)
+        return out
 
     def finish(self, item: Generated) -> Result:
-        """Back to the frame's size, then into the plate through the matte."""
+        """Back to the frame's size, then into the plate through the matte, canvas by canvas."""
         p = item.prepared
         with self.times.stage("composite"):
-            _, _, fy, fx = p.fit.valid_region()
-            matte = np.zeros(p.display.shape[:2], np.float32)  # 0 outside what the model covered
-            matte[fy, fx] = 1.0 if self.options.composite == "full" else \
-                person_matte(p.labels, self.options.feather)[fy, fx]
-            box = matte_box(matte)
-            patch = None if box is None else p.fit.image_to_frame(item.image, box)[0]
-            out = blend_patch(p.frame, patch, matte, box, p.colour)
-            return Result(out, matte, p.labels, partial(_generated_image, item, box, patch))
+            out, matte, patches = p.frame, np.zeros(p.display.shape[:2], np.float32), []
+            for crop, image in zip(p.crops, item.images):
+                _, _, fy, fx = crop.fit.valid_region()
+                own = np.zeros_like(matte)  # 0 outside what this canvas covered
+                labels = p.labels if crop.people is None else np.where(crop.people, p.labels, 0)
+                own[fy, fx] = 1.0 if self.options.composite == "full" else \
+                    person_matte(labels, self.options.feather)[fy, fx]
+                box = matte_box(own)
+                patch = None if box is None else crop.fit.image_to_frame(image, box)[0]
+                out = blend_patch(out, patch, own, box, p.colour)
+                np.maximum(matte, own, out=matte)
+                patches.append((box, patch))
+            return Result(out, matte, p.labels, partial(_generated_image, item, patches))
 
 
-def _generated_image(item: Generated, box: tuple[slice, slice] | None, patch: np.ndarray | None) -> np.ndarray:
-    """`Result.generated`: the whole covered region upscaled, with the matte's box as compositing
-    used it (a window's resample may differ from the whole region's by one code value)."""
-    region, (fy, fx) = item.prepared.fit.image_to_frame(item.image)
+def _generated_image(item: Generated, patches: list[tuple[tuple[slice, slice] | None, np.ndarray | None]]
+                     ) -> np.ndarray:
+    """`Result.generated`: each canvas's covered region upscaled, with the matte's boxes as
+    compositing used them (a window's resample may differ from the whole region's by one
+    code value); where canvases overlap, the later one's."""
     raw = item.prepared.display.copy()
-    raw[fy, fx] = region
-    if box is not None:
-        raw[box] = patch
+    for crop, image in zip(item.prepared.crops, item.images):
+        region, (fy, fx) = crop.fit.image_to_frame(image)
+        raw[fy, fx] = region
+    for box, patch in patches:
+        if box is not None:
+            raw[box] = patch
     return raw

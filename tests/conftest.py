@@ -1,12 +1,19 @@
 """Shared fixtures: the `../shared` folder beside the repository, small configs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT.parent / "shared").resolve()
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # `-n N` runs N processes: each gets its share of the cores (inherited by the CLIs the tests
+    # start). OpenMP's spinning threads, two per process on a 2-core machine, made torch ~20x slower.
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 
 @pytest.fixture(scope="session")

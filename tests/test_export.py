@@ -21,8 +21,6 @@ from scam_export.trt_support import check_trt_compatible
 from scam_runtime.backend import BackendOptions, OnnxSession
 from scam_runtime.bundle import Bundle, BundleError
 
-torch.set_num_threads(2)
-
 
 def session(path: Path) -> OnnxSession:
     return OnnxSession(path, BackendOptions())

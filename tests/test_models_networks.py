@@ -4,8 +4,6 @@ import torch
 
 from models import ModelConfig, PatchGANDiscriminator, SATEncoder, SCAMGenerator, one_hot
 
-torch.set_num_threads(2)
-
 
 def labels(n):
     return ["background"] + [f"label{i}" for i in range(1, n)]

@@ -6,7 +6,7 @@ from conftest import make_plate
 from PIL import Image
 
 from scam_runtime.errors import UsageError
-from scam_runtime.framing import MIN_ZOOM, SUBJECT_FILL, BoxSmoother, person_box, subject_fit
+from scam_runtime.framing import MIN_ZOOM, SUBJECT_FILL, BoxSmoother, person_box, separate_people, subject_fit
 from scam_runtime.geometry import Fit
 from scam_runtime.replacer import ReplaceOptions, SubjectReplacer
 
@@ -84,9 +84,49 @@ def test_plate_pixels_outside_the_person_stay_and_the_person_is_framed(small_bun
     assert (result.matte[labels > 0] > 0.9).all()                     # the whole person is generated
     prepared = replacer.prepare_frame(plate, labels)
     model_hw = (replacer.bundle.height, replacer.bundle.width)
-    assert prepared.fit == subject_fit(plate.shape[:2], model_hw, person_box(labels))
+    assert [c.fit for c in prepared.crops] == [subject_fit(plate.shape[:2], model_hw, person_box(labels))]
     with pytest.raises(UsageError, match="fit must be one of subject, letterbox, crop"):
         ReplaceOptions(fit="zoom")
+
+
+def test_people_apart_are_separate_and_a_cut_head_or_a_speck_is_not():
+    two = np.maximum(standing((200, 300), 20, 160, 60), standing((200, 300), 30, 150, 220))
+    people = separate_people(two)
+    assert len(people) == 2 and people[0][:, :150].any() and not people[0][:, 150:].any()
+    assert np.array_equal(people[0] | people[1], two > 0)
+    cut = standing((200, 300), 20, 160, 60)
+    cut[38:41] = 0                                                       # the head a few rows off its body
+    assert len(separate_people(cut)) == 1
+    speck = two.copy()
+    speck[100:102, 100:102] = 2                                          # nearer the left person
+    people = separate_people(speck)
+    assert len(people) == 2 and people[0][100, 100] and not people[1][100, 100]
+    assert separate_people(np.zeros((10, 10), np.uint8)) == []
+
+
+def test_several_people_get_a_canvas_each_in_one_batch(small_bundle, tmp_path):
+    make_plate(tmp_path, 1, seed=3, audio=False)
+    actor = np.asarray(Image.open(tmp_path / "actor.png"))
+    actor_labels = np.asarray(Image.open(tmp_path / "actor_mask.png"))
+    plate = np.random.default_rng(1).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    labels = np.maximum(standing(plate.shape[:2], 300, 540, 500), standing(plate.shape[:2], 320, 520, 1400))
+    model_hw = None
+    for people, canvases in (("each", 2), ("together", 1)):
+        replacer = SubjectReplacer(small_bundle, ReplaceOptions(people=people), warn=lambda m: None)
+        model_hw = (replacer.bundle.height, replacer.bundle.width)
+        prepared = replacer.prepare_frame(plate, labels)
+        assert len(prepared.crops) == canvases
+        result = replacer.process(plate, labels, replacer.encode_subject(actor, actor_labels))
+        assert np.array_equal(result.composite[result.matte == 0], plate[result.matte == 0])
+        assert (result.matte[labels > 0] > 0.9).all()                 # both people generated
+        assert np.array_equal(result.composite[result.matte == 1], result.generated[result.matte == 1])
+    each = SubjectReplacer(small_bundle, ReplaceOptions(people="each")).prepare_frame(plate, labels).crops
+    for crop, centre in zip(each, (500, 1400)):                           # each canvas framed on its person
+        assert crop.fit == subject_fit(plate.shape[:2], model_hw, person_box(np.where(crop.people, labels, 0)))
+        assert abs((person_box(np.where(crop.people, labels, 0))[1] + person_box(
+            np.where(crop.people, labels, 0))[3]) / 2 - centre) < 2
+    with pytest.raises(UsageError, match="people must be one of each, together"):
+        ReplaceOptions(people="some")
 
 
 def test_the_box_is_steady_follows_cuts_and_always_holds_the_person():

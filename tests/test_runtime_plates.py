@@ -106,7 +106,7 @@ def test_networks_see_an_acescg_plate_as_the_same_picture_in_srgb(small_bundle):
     b = replacer.prepare_frame(srgb, labels)
     assert a.colour.name == "ACEScg"
     assert np.abs(a.display.astype(int) - srgb).max() <= 1  # half-float steps
-    assert np.abs(a.image - b.image).max() <= 2 * 2 / 255 + 1e-6
+    assert np.abs(a.crops[0].image - b.crops[0].image).max() <= 2 * 2 / 255 + 1e-6
     subject = replacer.encode_subject(srgb, labels)
     r = replacer.process(plate, labels, subject)
     assert r.composite.dtype == np.float16
