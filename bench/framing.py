@@ -5,7 +5,7 @@ mode, beside the photo at its own framing (the photo as the plate: what training
 
     python bench/framing.py [--split scam_train/splits/ccp-val-b.txt] [--limit 24]
         [--plates 1920x1080 1280x720] [--heights 0.25 0.5 0.9] [--modes subject letterbox]
-    python bench/framing.py --no-plates --people --clips    # only several people
+    python bench/framing.py --no-plates --people --clips    # only several people (no clips either)
 
 Several people (`--people`): pairs of the photos pasted side by side (centres at a third and
 two thirds of the plate's width), each person reconstructed from its own latents (one run
@@ -109,7 +109,8 @@ def people(args: argparse.Namespace) -> None:
             plate, plate_labels = paste(*pair[0], (1080, 1920), height, 1 / 3)
             alone = plate_labels.copy()
             plate, plate_labels = paste(*pair[1], (1080, 1920), height, 2 / 3, (plate, plate_labels))
-            mine = [(alone > 0) & (plate_labels == alone), (plate_labels > 0) & ~((alone > 0) & (plate_labels == alone))]
+            first = (alone > 0) & (plate_labels == alone)  # the first person where the second does not cover it
+            mine = [first, (plate_labels > 0) & ~first]
             for mode, replacer in replacers.items():
                 for (photo, labels), where in zip(pair, mine):
                     out = replacer.process(plate, plate_labels, replacer.encode_subject(photo, labels)).generated

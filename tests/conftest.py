@@ -11,7 +11,7 @@ SHARED = (ROOT.parent / "shared").resolve()
 
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # `-n N` runs N processes: each gets its share of the cores (inherited by the CLIs the tests
-    # start). OpenMP's spinning threads, two per process on a 2-core machine, made torch ~20x slower.
+    # start). OpenMP's spinning threads, two per process on a 2-core machine, made small training tests ~15x slower.
     os.environ.setdefault("OMP_NUM_THREADS",
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 

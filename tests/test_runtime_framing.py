@@ -122,9 +122,9 @@ def test_several_people_get_a_canvas_each_in_one_batch(small_bundle, tmp_path):
         assert np.array_equal(result.composite[result.matte == 1], result.generated[result.matte == 1])
     each = SubjectReplacer(small_bundle, ReplaceOptions(people="each")).prepare_frame(plate, labels).crops
     for crop, centre in zip(each, (500, 1400)):                           # each canvas framed on its person
-        assert crop.fit == subject_fit(plate.shape[:2], model_hw, person_box(np.where(crop.people, labels, 0)))
-        assert abs((person_box(np.where(crop.people, labels, 0))[1] + person_box(
-            np.where(crop.people, labels, 0))[3]) / 2 - centre) < 2
+        box = person_box(np.where(crop.people, labels, 0))
+        assert crop.fit == subject_fit(plate.shape[:2], model_hw, box)
+        assert abs((box[1] + box[3]) / 2 - centre) < 2
     with pytest.raises(UsageError, match="people must be one of each, together"):
         ReplaceOptions(people="some")
 
