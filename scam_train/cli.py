@@ -117,6 +117,7 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
     "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
     "person_weight": "person_weight", "adversarial_weight": "adversarial_weight", "gan_start": "gan_start",
     "lr_schedule": "lr_schedule", "warmup_steps": "warmup_steps", "max_minutes": "max_minutes",
+    "zoom": "zoom",
 }
 
 
@@ -146,6 +147,8 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
               help="linear learning-rate ramp over the first steps of this invocation")
 @click.option("--max-minutes", type=float, cls=DefaultFrom, config=TRAIN,
               help="wall-clock budget: stop cleanly with RUN/last.pt once spent, 0 = none")
+@click.option("--zoom", type=float, cls=DefaultFrom, config=TRAIN,
+              help="augmentation: zoom into a random crop, up to 1 + ZOOM times, 0 = off")
 @click.option("--person-weight", type=float, cls=DefaultFrom, config=TRAIN,
               help="weight of person (non-background) pixels in the L1 loss")
 @click.option("--adversarial-weight", type=float, cls=DefaultFrom, config=TRAIN,

@@ -55,6 +55,7 @@ class TrainConfig:
     max_minutes: float = 0.0                              # 0: no wall-clock budget
     flip: bool = True
     jitter: float = 0.1
+    zoom: float = 0.0                                     # random zoom-in up to 1 + zoom (augmentation)
     workers: int = 2
     seed: int = 0
     device: str = "auto"
@@ -81,7 +82,7 @@ class TrainConfig:
         for name in ("batch_size", "max_steps", "log_every", "sample_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("person_weight", "adversarial_weight", "gan_start", "warmup_steps", "max_minutes"):
+        for name in ("person_weight", "adversarial_weight", "gan_start", "warmup_steps", "max_minutes", "jitter", "zoom"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.person_weight == 0:

@@ -72,7 +72,7 @@ class ResumableSampler(DistributedSampler):
 def _open_data(cfg: TrainConfig, note: Callable[[str], None]) -> AugmentedDataset:
     """The training pairs: a packed set (`--data FILE.npz`) or a data folder (checked up front),
     and the `--extra` sets after it (packs, or folders whose label maps are in `labels/`)."""
-    augment = Augment(cfg.flip, cfg.jitter)
+    augment = Augment(cfg.flip, cfg.jitter, cfg.zoom)
     scheme = load_scheme(cfg.scheme)  # a bad name is a usage error before any data is looked at
     if is_pack(cfg.data) and cfg.split is not None:
         raise ConfigError(f"{cfg.data}: a packed set is already one split; pack another instead of --split")

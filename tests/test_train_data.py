@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scam_train.data import Augment, PairDataset, check_pairs, find_pairs
+from scam_train.data import Augment, PairDataset, _augment, check_pairs, find_pairs
 from scam_train.errors import ConfigError, DataError
 from scam_train.schemes import load_scheme, parse_scheme, scheme_names
 
@@ -136,6 +136,25 @@ def test_letterbox_pads_and_augmentation_is_reproducible(tmp_path):
         ds.epoch = epoch
         draws.add(round(float(ds[0][0].mean()), 5))
     assert len(draws) > 1  # jitter varies with the epoch
+
+
+def test_zoom_crops_image_and_labels_alike():
+    """The zoom crops and rescales image and labels together: each pixel's colour still names
+    its label (bilinear mixes only along label edges), and at zoom 0 nothing moves."""
+    ids = torch.from_numpy(np.indices((48, 32)).sum(0) // 9 % 3)
+    image = (ids.float() - 1).expand(3, -1, -1).clone()  # colour -1, 0, 1 for labels 0, 1, 2
+    gen = torch.Generator().manual_seed(0)
+    plain = _augment(image, ids, Augment(flip=False, jitter=0), gen)
+    assert torch.equal(plain[0], image) and torch.equal(plain[1], ids)
+    moved = 0
+    for seed in range(20):
+        z_image, z_ids = _augment(image, ids, Augment(flip=False, jitter=0, zoom=0.5),
+                                  torch.Generator().manual_seed(seed))
+        assert z_image.shape == image.shape and z_ids.shape == ids.shape and z_ids.dtype == ids.dtype
+        agree = (z_image[0] - (z_ids.float() - 1)).abs() < 0.5
+        assert agree.float().mean() > 0.9
+        moved += not torch.equal(z_ids, ids)
+    assert moved >= 15  # a zoom in [1, 1.5]: almost every draw crops
 
 
 def test_training_photos_count_upright_and_a_stored_only_label_map_is_named(tmp_path):
