@@ -102,7 +102,7 @@ def _labels(pair: Pair) -> np.ndarray:
 class Augment:
     """Training-only: horizontal flip, light colour jitter (factors in 1 ± `jitter`) and a
     zoom (a crop 1/(1 + z) of the canvas at a random place, z uniform in [0, `zoom`], scaled
-    back): the default model overfits CCP's photos, whose people all stand the same size."""
+    back): the default model overfits CCP's photos, which frame their people alike."""
     flip: bool = True
     jitter: float = 0.1
     zoom: float = 0.0
