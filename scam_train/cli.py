@@ -117,7 +117,7 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
     "snapshot_every": "snapshot_every", "progress": "progress", "init": "init",
     "person_weight": "person_weight", "adversarial_weight": "adversarial_weight", "gan_start": "gan_start",
     "lr_schedule": "lr_schedule", "warmup_steps": "warmup_steps", "max_minutes": "max_minutes",
-    "zoom": "zoom",
+    "zoom": "zoom", "reconstruction": "reconstruction",
 }
 
 
@@ -149,8 +149,11 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
               help="wall-clock budget: stop cleanly with RUN/last.pt once spent, 0 = none")
 @click.option("--zoom", type=float, cls=DefaultFrom, config=TRAIN,
               help="augmentation: zoom into a random crop, up to 1 + ZOOM times, 0 = off")
+@click.option("--reconstruction", type=click.Choice(["l1", "mse"]), cls=DefaultFrom, config=TRAIN,
+              help="pixel loss: l1 (the spec's) or mse (squared error: its optimum is the mean, "
+                   "what PSNR rewards)")
 @click.option("--person-weight", type=float, cls=DefaultFrom, config=TRAIN,
-              help="weight of person (non-background) pixels in the L1 loss")
+              help="weight of person (non-background) pixels in the reconstruction loss")
 @click.option("--adversarial-weight", type=float, cls=DefaultFrom, config=TRAIN,
               help="GAN loss weight, 0 = reconstruction only (no discriminator step)")
 @click.option("--gan-start", type=int, cls=DefaultFrom, config=TRAIN,

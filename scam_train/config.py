@@ -15,6 +15,7 @@ from .schemes import LabelScheme
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PERCEPTUAL = ("vgg", "inception")
 LR_SCHEDULES = ("constant", "cosine")
+RECONSTRUCTION = ("l1", "mse")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class TrainConfig:
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.01
-    l1_weight: float = 10.0
-    person_weight: float = 1.0                            # weight of person (non-background) pixels in L1
+    l1_weight: float = 10.0                               # λ₁: weight of the reconstruction term
+    reconstruction: str = "l1"                            # l1 (spec) or mse (squared error)
+    person_weight: float = 1.0                            # weight of person (non-background) pixels in it
     adversarial_weight: float = 1.0                       # 0: reconstruction only (no discriminator)
     gan_start: int = 0                                    # step from which the GAN terms and D train
     perceptual_weight: float = 10.0
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ConfigError(f"perceptual must be one of {', '.join(PERCEPTUAL)}, got {self.perceptual!r}")
         if self.progress not in ("bar", "json", "none"):
             raise ConfigError(f"progress must be bar, json or none, got {self.progress!r}")
+        if self.reconstruction not in RECONSTRUCTION:
+            raise ConfigError(f"reconstruction must be one of {', '.join(RECONSTRUCTION)}, got {self.reconstruction!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         for name in ("batch_size", "max_steps", "log_every", "sample_every", "checkpoint_every"):

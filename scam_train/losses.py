@@ -22,18 +22,22 @@ def hinge_g(fake: DiscOutput) -> torch.Tensor:
     return torch.stack([-f[-1].mean() for f in fake]).mean()
 
 
-def l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Reconstruction L1 (weighted by λ₁ = 10 in the spec's training). `weight` (B×1×H×W)
-    weighs pixels; the sum is divided by the weights' sum, so the loss keeps its scale."""
+def reconstruction(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None,
+                   kind: str = "l1") -> torch.Tensor:
+    """Pixel reconstruction loss: the spec's L1 (weighted by λ₁ = 10 in its training), or the
+    squared error, whose optimum is the per-pixel mean and so the best PSNR a blurred
+    prediction can reach. `weight` (B×1×H×W) weighs pixels; the sum is divided by the
+    weights' sum, so the loss keeps its scale."""
+    error = (fake - real).abs() if kind == "l1" else (fake - real).square()
     if weight is None:
-        return F.l1_loss(fake, real)
+        return error.mean()
     weight = weight.expand_as(real)
-    return ((fake - real).abs() * weight).sum() / weight.sum()
+    return (error * weight).sum() / weight.sum()
 
 
 def person_weights(ids: torch.Tensor, person_weight: float) -> torch.Tensor | None:
     """B×1×H×W pixel weights: `person_weight` where the label is not background (id 0), else
-    1. None at weight 1 (plain L1)."""
+    1. None at weight 1 (unweighted)."""
     if person_weight == 1:
         return None
     return torch.where(ids > 0, person_weight, 1.0).unsqueeze(1).float()

@@ -38,7 +38,7 @@ from .config import TrainConfig
 from .data import AugmentedDataset, Augment, CombinedDataset, PairDataset, check_pairs, find_pairs
 from .errors import ConfigError
 from .inception import InceptionPerceptual
-from .losses import feature_matching, hinge_d, hinge_g, l1, person_weights
+from .losses import feature_matching, hinge_d, hinge_g, person_weights, reconstruction
 from .pack import PackedDataset, is_pack
 from .runlog import Progress, RunLog
 from .schemes import LabelScheme, load_scheme
@@ -206,8 +206,9 @@ class Trainer:
         self.disc.requires_grad_(False)
         with self._autocast():
             fake = self.ae_ddp(image, mask)
-            losses = {"l1": l1(fake.float(), image, person_weights(ids, cfg.person_weight))}
-            total = cfg.l1_weight * losses["l1"]
+            weight = person_weights(ids, cfg.person_weight)
+            losses = {cfg.reconstruction: reconstruction(fake.float(), image, weight, cfg.reconstruction)}
+            total = cfg.l1_weight * losses[cfg.reconstruction]
             if self.perceptual is not None:
                 losses[cfg.perceptual] = self.perceptual(fake.float(), image)
                 total = total + cfg.perceptual_weight * losses[cfg.perceptual]

@@ -303,10 +303,13 @@ def test_wall_clock_budget_stops_cleanly(shared, split, tmp_path):
                                   "--labels-dir", "labels3", "--out", str(tmp_path / "run"), "--height", "64",
                                   "--width", "48", *[f"--model={k}={v}" for k, v in MODEL.items()],
                                   "--perceptual-weight", "0", "--batch-size", "2", "--workers", "0",
-                                  "--max-minutes", "0.0001", "--zoom", "0.2", "--progress", "none"])
+                                  "--max-minutes", "0.0001", "--zoom", "0.2", "--reconstruction", "mse",
+                                  "--log-every", "1", "--progress", "none"])
     assert r.exit_code == 0, r.output
     assert "budget spent at step 1" in r.output
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["zoom"] == 0.2
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["zoom"], config["reconstruction"]) == (0.2, "mse")
+    assert "loss/mse" in json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
     assert (tmp_path / "run" / "samples" / "step_0000001.png").is_file()
 
@@ -316,6 +319,7 @@ def test_wall_clock_budget_stops_cleanly(shared, split, tmp_path):
     ("gan_start", -1, "gan_start must not be negative"),
     ("zoom", -0.1, "zoom must not be negative"),
     ("lr_schedule", "linear", "lr_schedule must be one of constant, cosine"),
+    ("reconstruction", "l2", "reconstruction must be one of l1, mse"),
 ])
 def test_objective_settings_are_checked(field, value, message):
     from scam_train.errors import ConfigError

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from scam_train.losses import feature_matching, hinge_d, hinge_g, l1, person_weights
+from scam_train.losses import feature_matching, hinge_d, hinge_g, person_weights, reconstruction
 
 
 def out(*logits, feats=()):
@@ -20,17 +20,21 @@ def test_hinge_g_by_hand():
     assert hinge_g(out([1.0, 3.0], [-2.0, 0.0])).item() == pytest.approx((-2.0 + 1.0) / 2)
 
 
-def test_l1_by_hand():
-    assert l1(torch.tensor([1.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])).item() == pytest.approx(1.0)
+def test_l1_and_mse_by_hand():
+    fake, real = torch.tensor([1.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    assert reconstruction(fake, real).item() == pytest.approx(1.0)               # (1 + 2 + 0) / 3
+    assert reconstruction(fake, real, kind="mse").item() == pytest.approx(5 / 3)  # (1 + 4 + 0) / 3
 
 
-def test_person_weighted_l1_by_hand():
+def test_person_weighted_reconstruction_by_hand():
     ids = torch.tensor([[[0, 2]]])                        # one background pixel, one person pixel
     fake, real = torch.zeros(1, 3, 1, 2), torch.tensor([[[[1.0, 0.5]]] * 3]).reshape(1, 3, 1, 2)
     # errors 1 (background) and 0.5 (person); weights 1 and 4 -> (1 + 4 * 0.5) / (1 + 4)
-    assert l1(fake, real, person_weights(ids, 4.0)).item() == pytest.approx(3.0 / 5.0)
+    assert reconstruction(fake, real, person_weights(ids, 4.0)).item() == pytest.approx(3.0 / 5.0)
     assert person_weights(ids, 1.0) is None
-    assert l1(fake, real, person_weights(ids, 1.0)).item() == pytest.approx(0.75)
+    assert reconstruction(fake, real, person_weights(ids, 1.0)).item() == pytest.approx(0.75)
+    # squared: (1 + 4 * 0.25) / (1 + 4)
+    assert reconstruction(fake, real, person_weights(ids, 4.0), "mse").item() == pytest.approx(2.0 / 5.0)
 
 
 def test_feature_matching_by_hand_and_real_side_detached():
