@@ -30,14 +30,9 @@ from scam_runtime.demo import SUBJECT  # noqa: E402
 from scam_runtime.labels import read_image  # noqa: E402
 from scam_runtime.parsers import ParserOptions, get_parser  # noqa: E402
 from scam_runtime.replacer import ReplaceOptions, SubjectReplacer  # noqa: E402
-from scam_train.region_metrics import mean_colour_fill  # noqa: E402
+from scam_train.region_metrics import mean_colour_fill, psnr  # noqa: E402
 
 PEOPLE_DIR = ROOT.parent / "shared" / "data" / "people"
-
-
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[where].mean()
-    return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
 
 
 def ceiling(replacer: SubjectReplacer, photo: np.ndarray, labels: np.ndarray) -> np.ndarray:

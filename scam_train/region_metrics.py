@@ -26,7 +26,7 @@ from scam_runtime.labels import read_image, read_labels
 from .data import PairDataset
 
 
-def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     """PSNR (dB) of uint8 H×W×3 images, over the pixels of `where` (H×W bool) if given."""
     diff = (a.astype(np.float64) - b.astype(np.float64)) ** 2
     mse = diff[where].mean() if where is not None else diff.mean()
@@ -58,8 +58,8 @@ def photo_figures(dataset: PairDataset, recon: torch.Tensor,
         photo, ids = photo[fy, fx], ids[fy, fx]  # the frame region the model covers
         person = ids > 0
         floor = mean_colour_fill(photo, ids)
-        rows.append([_psnr(generated, photo, person), _psnr(floor, photo, person), _psnr(ceiling, photo, person),
-                     _psnr(generated, photo), _psnr(floor, photo), _psnr(ceiling, photo)])
+        rows.append([psnr(generated, photo, person), psnr(floor, photo, person), psnr(ceiling, photo, person),
+                     psnr(generated, photo), psnr(floor, photo), psnr(ceiling, photo)])
         each(1)
     mean = np.mean(rows, axis=0)
     names = ("photo_person_psnr_db", "floor_person_psnr_db", "ceiling_person_psnr_db",
