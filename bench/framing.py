@@ -35,6 +35,7 @@ from scam_runtime.framing import BoxSmoother, person_box  # noqa: E402
 from scam_runtime.labels import read_image, read_labels  # noqa: E402
 from scam_runtime.replacer import ReplaceOptions, SubjectReplacer  # noqa: E402
 from scam_runtime.backend import BackendOptions  # noqa: E402
+from scam_train.region_metrics import psnr  # noqa: E402
 
 GREY = 118
 
@@ -63,12 +64,6 @@ def paste(photo: np.ndarray, labels: np.ndarray, plate_hw: tuple[int, int], heig
     return plate, plate_labels
 
 
-def person_psnr(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> float:
-    where = labels > 0
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[where].mean()
-    return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
-
-
 def plates(args: argparse.Namespace) -> None:
     names = [n for n in (ROOT / args.split).read_text().split()][:args.limit]
     data = ROOT.parent / "shared" / "data" / "ccp"
@@ -81,14 +76,14 @@ def plates(args: argparse.Namespace) -> None:
         for mode, replacer in replacers.items():
             subject = replacer.encode_subject(photo, labels)
             own = replacer.process(photo, labels, subject).generated
-            rows.setdefault((mode, "photo itself"), []).append(person_psnr(own, photo, labels))
+            rows.setdefault((mode, "photo itself"), []).append(psnr(own, photo, labels > 0))
             for plate_size in args.plates:
                 w, h = (int(v) for v in plate_size.split("x"))
                 for height in args.heights:
                     plate, plate_labels = paste(photo, labels, (h, w), height)
                     out = replacer.process(plate, plate_labels, subject).generated
                     rows.setdefault((mode, f"{plate_size}, person {height:.0%}"), []).append(
-                        person_psnr(out, plate, plate_labels))
+                        psnr(out, plate, plate_labels > 0))
     print(f"person-region PSNR (dB), mean over {len(names)} photos of {args.split}, each from its own latents\n")
     print("| plate | " + " | ".join(args.modes) + " |")
     print("|---|" + "---|" * len(args.modes))
@@ -114,7 +109,7 @@ def people(args: argparse.Namespace) -> None:
             for mode, replacer in replacers.items():
                 for (photo, labels), where in zip(pair, mine):
                     out = replacer.process(plate, plate_labels, replacer.encode_subject(photo, labels)).generated
-                    rows.setdefault((mode, height), []).append(person_psnr(out, plate, where.astype(np.uint8)))
+                    rows.setdefault((mode, height), []).append(psnr(out, plate, where))
     print(f"\ntwo people side by side in 1920x1080, person PSNR (dB), {len(names) // 2} pairs of {args.split}, "
           f"each person from its own latents\n")
     print("| person height | a canvas each | one canvas for both |\n|---|---|---|")
@@ -136,16 +131,16 @@ def clips(args: argparse.Namespace) -> None:
     for clip in args.clips:
         reader = VideoReader(Path(clip))
         parser = get_parser("builtin", ("background", "face", "body"), ParserOptions())
-        boxes, psnr = [], {m: [] for m in args.modes}
+        boxes, scores = [], {m: [] for m in args.modes}
         for frame in reader.frames(FrameRange()):
             labels = parser(frame.image)
             boxes.append(person_box(labels))
             if frame.index % args.every == 0 and boxes[-1] is not None:
                 for mode, replacer in replacers.items():
                     out = replacer.process(frame.image, labels, replacer.encode_subject(frame.image, labels))
-                    psnr[mode].append(person_psnr(out.generated, frame.image, labels))
+                    scores[mode].append(psnr(out.generated, frame.image, labels > 0))
         reader.close()
-        print(f"| {Path(clip).name} | " + " | ".join(f"{np.mean(psnr[m]):.2f}" for m in args.modes) + " |")
+        print(f"| {Path(clip).name} | " + " | ".join(f"{np.mean(scores[m]):.2f}" for m in args.modes) + " |")
         raw = [b for b in boxes if b is not None]
         smoother = BoxSmoother()
         smooth = [smoother(b) for b in raw]

@@ -30,7 +30,7 @@ from scam_runtime.demo import SUBJECT  # noqa: E402
 from scam_runtime.labels import read_image  # noqa: E402
 from scam_runtime.parsers import ParserOptions, get_parser  # noqa: E402
 from scam_runtime.replacer import ReplaceOptions, SubjectReplacer  # noqa: E402
-from scam_train.region_metrics import mean_colour_fill, psnr  # noqa: E402
+from scam_train.region_metrics import colour_misses, mean_colour_fill, psnr, swap_figures  # noqa: E402
 
 PEOPLE_DIR = ROOT.parent / "shared" / "data" / "people"
 
@@ -66,27 +66,18 @@ def main() -> None:
     subject = read_image(SUBJECT)
     photos["demo subject.jpg"] = subject, get_parser(args.parser, LABELS, ParserOptions())(subject)
     latents = {name: replacer.encode_subject(*pair) for name, pair in photos.items()}
-    errors: dict[str, list[float]] = {name: [] for name in LABELS[1:]}
-    baseline: list[float] = []
+    rows = []
     for source, (source_photo, source_labels) in photos.items():
         for target, (target_photo, target_labels) in photos.items():
-            if source == target:
-                continue
-            out = replacer.process(target_photo, target_labels, latents[source]).generated
-            for label, name in enumerate(LABELS[1:], start=1):
-                there, here = source_labels == label, target_labels == label
-                if not there.any() or not here.any():
-                    continue
-                want = source_photo[there].astype(np.float64).mean(0)
-                errors[name].append(float(np.linalg.norm(out[here].mean(0) - want)))
-                baseline.append(float(np.linalg.norm(target_photo[here].astype(np.float64).mean(0) - want)))
+            if source != target:
+                out = replacer.process(target_photo, target_labels, latents[source]).generated
+                rows += colour_misses(source_photo, source_labels, out, target_photo, target_labels, LABELS)
+    figures = swap_figures(rows, LABELS)
     n = len(photos)
     print(f"\n# swaps among {n} photos ({n * (n - 1)} pairs), mean colour distance (RGB, 0-255)")
     print("| " + " | ".join(LABELS[1:]) + " | all | target's own colours |\n|---|---|---|---|")
-    every = [e for v in errors.values() for e in v]
-    print("| " + " | ".join(f"{np.mean(v):.1f}" for v in errors.values())
-          + f" | {np.mean(every):.1f} | {np.mean(baseline):.1f} |")
-
+    print("| " + " | ".join(f"{figures['swap_colour_error_by_label'][name]:.1f}" for name in LABELS[1:])
+          + f" | {figures['swap_colour_error']:.1f} | {figures['swap_colour_baseline']:.1f} |")
 
 if __name__ == "__main__":
     main()

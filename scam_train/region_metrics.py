@@ -15,7 +15,7 @@ that ignored the subject would score).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -67,26 +67,42 @@ def photo_figures(dataset: PairDataset, recon: torch.Tensor,
     return {name: round(float(v), 3) for name, v in zip(names, mean)}
 
 
-def swap_colours(images: torch.Tensor, ids: torch.Tensor, swaps: torch.Tensor, labels: tuple[str, ...]
-                 ) -> dict[str, object]:
-    """Mean colour distance (RGB, 0–255) per label between each swap (image i generated
-    with image i-1's latents) and its subject, over every non-background label present in
-    both; `swap_colour_baseline` is the target's own colours against the subject's."""
-    rgb = ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).double()
-    out = ((swaps.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).double()
-    n = len(images)
+def colour_misses(subject: np.ndarray, subject_ids: np.ndarray, result: np.ndarray, target: np.ndarray,
+                  target_ids: np.ndarray, labels: tuple[str, ...]) -> list[tuple[str, float, float]]:
+    """One swap (`result`: `target` generated with `subject`'s latents). For each
+    non-background label present in both: (label, distance of the result's mean colour from
+    the subject's, the same for the target's own colours). H×W×3 images in 0–255, H×W ids."""
+    rows = []
+    for label, name in enumerate(labels[1:], start=1):
+        source, here = subject_ids == label, target_ids == label
+        if not source.any() or not here.any():
+            continue
+        want = subject[source].astype(np.float64).mean(0)
+        rows.append((name, float(np.linalg.norm(result[here].astype(np.float64).mean(0) - want)),
+                     float(np.linalg.norm(target[here].astype(np.float64).mean(0) - want))))
+    return rows
+
+
+def swap_figures(rows: Iterable[tuple[str, float, float]], labels: tuple[str, ...]) -> dict[str, object]:
+    """`colour_misses` rows of many swaps as means: over all rows, per label, and the baseline."""
     errors: dict[str, list[float]] = {name: [] for name in labels[1:]}
     baseline: list[float] = []
-    for i in range(n):
-        subject = (i - 1) % n
-        for label, name in enumerate(labels[1:], start=1):
-            source, target = ids[subject] == label, ids[i] == label
-            if not source.any() or not target.any():
-                continue
-            want = rgb[subject][source].mean(0)
-            errors[name].append(float((out[i][target].mean(0) - want).norm()))
-            baseline.append(float((rgb[i][target].mean(0) - want).norm()))
+    for name, error, own in rows:
+        errors[name].append(error)
+        baseline.append(own)
     every = [e for values in errors.values() for e in values]
     return {"swap_colour_error": round(float(np.mean(every)), 2) if every else None,
             "swap_colour_baseline": round(float(np.mean(baseline)), 2) if baseline else None,
             "swap_colour_error_by_label": {k: round(float(np.mean(v)), 2) for k, v in errors.items() if v}}
+
+
+def swap_colours(images: torch.Tensor, ids: torch.Tensor, swaps: torch.Tensor, labels: tuple[str, ...]
+                 ) -> dict[str, object]:
+    """`swap_figures` of a batch in which image i was generated with image i-1's latents
+    (B×3×h×w in [-1, 1], ids B×h×w)."""
+    rgb = ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).double().numpy()
+    out = ((swaps.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).double().numpy()
+    ids = ids.numpy()
+    n = len(rgb)
+    return swap_figures((row for i in range(n) for row in colour_misses(
+        rgb[(i - 1) % n], ids[(i - 1) % n], out[i], rgb[i], ids[i], labels)), labels)

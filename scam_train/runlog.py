@@ -11,17 +11,25 @@ import numpy as np
 
 
 class Progress:
-    """`step/total  img/s  ETA  losses` on one line (bar), JSON lines (json), or nothing."""
+    """`step/total  img/s  ETA  losses` on one line (bar), JSON lines (json), or nothing.
 
-    def __init__(self, total: int, start: int, mode: str = "bar", stream: TextIO | None = None) -> None:
-        self.total, self.start_step, self.mode = total, start, mode
+    With a wall-clock budget (`budget_s`) the run ends at whichever comes first, the last
+    step or the budget, and the ETA says so: a 2-hour run must not claim 14 hours."""
+
+    def __init__(self, total: int, start: int, mode: str = "bar", stream: TextIO | None = None,
+                 budget_s: float = 0.0) -> None:
+        self.total, self.start_step, self.mode, self.budget_s = total, start, mode, budget_s
         self.stream = stream or sys.stderr
         self.t0 = time.monotonic()
 
     def update(self, step: int, images_per_s: float, losses: dict[str, float]) -> None:
         done = step - self.start_step
-        rate = done / (time.monotonic() - self.t0)
+        elapsed = time.monotonic() - self.t0
+        rate = done / elapsed
         eta = (self.total - step) / rate if rate > 0 else None
+        if self.budget_s:
+            left = max(0.0, self.budget_s - elapsed)
+            eta = left if eta is None else min(eta, left)
         if self.mode == "json":
             self.stream.write(json.dumps({"step": step, "total": self.total, "images_per_s": round(images_per_s, 2),
                                           "eta_s": None if eta is None else round(eta), **losses}) + "\n")

@@ -277,7 +277,7 @@ class Trainer:
                       f"process{'es' * (self.world > 1)} on {self.device.type}, "
                       f"{'fp32' if self.amp is None else str(self.amp).removeprefix('torch.')}")
         log = RunLog(self.out, self.note) if self.main else None
-        progress = Progress(cfg.max_steps, self.step, cfg.progress) if self.main else None
+        progress = Progress(cfg.max_steps, self.step, cfg.progress, budget_s=60 * cfg.max_minutes) if self.main else None
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         fixed = self._fixed_batch()
         try:

@@ -298,6 +298,19 @@ def test_learning_rate_schedule(shared, split, tmp_path):
     assert constant.lr_factor(119) == 1.0
 
 
+def test_progress_eta_ends_with_the_budget(monkeypatch):
+    import io
+
+    from scam_train import runlog
+    clock = iter([0.0, 10.0] * 2)                             # each: start, one step after 10 s
+    monkeypatch.setattr(runlog.time, "monotonic", lambda: next(clock))
+    budget, steps = io.StringIO(), io.StringIO()
+    runlog.Progress(50_000, 0, "json", budget, budget_s=60).update(1, 1.6, {})
+    runlog.Progress(50_000, 0, "json", steps).update(1, 1.6, {})
+    assert json.loads(budget.getvalue())["eta_s"] == 50        # the budget ends first
+    assert json.loads(steps.getvalue())["eta_s"] == 499_990    # no budget: 49,999 steps of 10 s
+
+
 def test_wall_clock_budget_stops_cleanly(shared, split, tmp_path):
     r = CliRunner().invoke(main, ["fit", "--data", str(shared / "data" / "ccp"), "--split", str(split),
                                   "--labels-dir", "labels3", "--out", str(tmp_path / "run"), "--height", "64",

@@ -16,7 +16,7 @@ from scam_train.cli import main
 from scam_train.data import PairDataset, check_pairs, find_pairs
 from scam_train.errors import ConfigError, DataError
 from scam_train.pack import PackedDataset, PackSpec, write_pack
-from scam_train.region_metrics import mean_colour_fill, swap_colours
+from scam_train.region_metrics import colour_misses, mean_colour_fill, swap_colours
 from scam_train.schemes import load_scheme
 
 
@@ -85,6 +85,11 @@ def test_mean_colour_fill_and_swap_colours_by_hand():
     assert perfect["swap_colour_baseline"] == pytest.approx(255 * 2 ** 0.5, abs=0.01)
     ignored = swap_colours(images, ids_t, images, labels)  # a swap that kept the target's colours
     assert ignored["swap_colour_error"] == pytest.approx(ignored["swap_colour_baseline"])
+    # a label the target lacks is left out, not counted as a miss
+    subject, target = np.full((1, 2, 3), 100.0), np.full((1, 2, 3), 40.0)
+    rows = colour_misses(subject, np.array([[1, 2]]), target + 3, target, np.array([[2, 2]]),
+                         ("background", "face", "body"))
+    assert rows == [("body", pytest.approx(57 * 3 ** 0.5), pytest.approx(60 * 3 ** 0.5))]
 
 
 def test_fit_and_evaluate_on_packs_and_photo_figures(shared, splits, packs, tmp_path):
