@@ -124,10 +124,13 @@ class AugmentedDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`key`: an index (augmented as of `self.epoch`), or (epoch, index) as the trainer's
+        sampler yields them to loader workers that outlive an epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image, ids = (torch.from_numpy(a) for a in self.load(index))
         if self.augment is not None:
-            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            gen = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)
             image, ids = _augment(image, ids, self.augment, gen)
         return image, ids
 

@@ -58,12 +58,15 @@ class Autoencoder(nn.Module):
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler that can start an epoch part-way (`skip` samples of this rank)."""
+    """DistributedSampler that can start an epoch part-way (`skip` samples of this rank) and
+    yields (epoch, index): the loader's workers live across epochs (a fresh fork each epoch
+    stalled the next step for seconds while the trainer's memory was copied on write), so
+    the epoch that seeds augmentation travels with each index."""
 
     skip = 0
 
     def __iter__(self):
-        return iter(list(super().__iter__())[self.skip:])
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.skip:]])
 
     def __len__(self) -> int:
         return super().__len__() - self.skip
@@ -280,16 +283,15 @@ class Trainer:
         progress = Progress(cfg.max_steps, self.step, cfg.progress, budget_s=60 * cfg.max_minutes) if self.main else None
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         fixed = self._fixed_batch()
+        # the loader's own generator: making an iterator must not draw from the global RNG
+        loader = DataLoader(self.dataset, self.local_batch, sampler=self.sampler, drop_last=True,
+                            num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
         try:
             while self.step < cfg.max_steps:
                 epoch, offset = divmod(self.step, self.batches_per_epoch)
                 self.sampler.set_epoch(epoch)
                 self.sampler.skip = offset * self.local_batch
-                self.dataset.epoch = epoch
-                # the loader's own generator: making an iterator must not draw from the global RNG
-                loader = DataLoader(self.dataset, self.local_batch, sampler=self.sampler, drop_last=True,
-                                    num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
-                                    generator=torch.Generator().manual_seed(cfg.seed + epoch))
                 t0 = time.perf_counter()
                 batches = iter(loader)
                 while True:

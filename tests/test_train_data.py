@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from scam_train.data import Augment, PairDataset, _augment, check_pairs, find_pairs
 from scam_train.errors import ConfigError, DataError
 from scam_train.schemes import load_scheme, parse_scheme, scheme_names
+from scam_train.trainer import ResumableSampler
 
 
 def test_shipped_schemes():
@@ -136,6 +138,23 @@ def test_letterbox_pads_and_augmentation_is_reproducible(tmp_path):
         ds.epoch = epoch
         draws.add(round(float(ds[0][0].mean()), 5))
     assert len(draws) > 1  # jitter varies with the epoch
+
+
+def test_loader_workers_that_outlive_an_epoch_see_the_next_one(tmp_path):
+    """The trainer keeps its loader's workers across epochs; the sampler hands them the epoch."""
+    for name in "abcd":
+        _pair(tmp_path, name, _rgb(40, 30), _ids(40, 30))
+    ds = PairDataset(find_pairs(tmp_path), load_scheme("bfb3"), 40, 30, augment=Augment(zoom=0.3), seed=3)
+    sampler = ResumableSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=5, drop_last=True)
+    loader = DataLoader(ds, 2, sampler=sampler, drop_last=True, num_workers=1, persistent_workers=True)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        keys = list(sampler)
+        assert {e for e, _ in keys} == {epoch}
+        ds.epoch = epoch  # here only: the worker forked in epoch 0 keeps its copy at 0
+        expected = [ds[i] for _, i in keys]
+        got = [pair for batch in loader for pair in zip(*batch)]
+        assert all(torch.equal(e[0], g[0]) and torch.equal(e[1], g[1]) for e, g in zip(expected, got, strict=True))
 
 
 def test_zoom_crops_image_and_labels_alike():

@@ -54,12 +54,15 @@ def test_overfitting_four_photos_gains_5_db(shared, split, tmp_path):
     assert after >= before + 5, (before, after)
 
 
-def test_resume_continues_exactly(shared, split, tmp_path):
-    straight = Trainer(TrainConfig(**settings(shared, split, tmp_path / "a", ema_decay=0.9)))
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_continues_exactly(shared, split, tmp_path, workers):
+    """Three epochs of two steps; stopped mid-epoch; a loader worker lives across epochs."""
+    straight = Trainer(TrainConfig(**settings(shared, split, tmp_path / "a", ema_decay=0.9, workers=workers)))
     straight.fit()
-    half = Trainer(TrainConfig(**settings(shared, split, tmp_path / "b", ema_decay=0.9, max_steps=3)))
+    half = Trainer(TrainConfig(**settings(shared, split, tmp_path / "b", ema_decay=0.9, max_steps=3, workers=workers)))
     half.fit()
-    resumed = Trainer(TrainConfig(**settings(shared, split, tmp_path / "b", ema_decay=0.9)), resume=True)
+    resumed = Trainer(TrainConfig(**settings(shared, split, tmp_path / "b", ema_decay=0.9, workers=workers)),
+                      resume=True)
     assert resumed.step == 3
     resumed.fit()
     for name in ("ae", "disc", "ema"):
