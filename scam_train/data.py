@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler
 
 from scam_runtime.errors import RuntimeFailure
 from scam_runtime.geometry import FIT_MODES, Fit
@@ -108,6 +108,28 @@ class Augment:
     zoom: float = 0.0
 
 
+def epoch_index(key: int | tuple[int, int], epoch: int) -> tuple[int, int]:
+    """A dataset key as (epoch, index): a plain index is augmented as of `epoch` (the
+    dataset's own); `ResumableSampler` sends (epoch, index) to workers that outlive an epoch."""
+    return key if isinstance(key, tuple) else (epoch, key)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that can start an epoch part-way (`skip` samples of this rank) and
+    yields (epoch, index) for `epoch_index`: the loader's workers live across epochs (a fresh
+    fork each epoch stalled the next step for seconds while the trainer's memory was copied
+    on write), so the epoch that seeds augmentation travels with each index. `scam-train fit`
+    and `parser-fit` both draw their order from it."""
+
+    skip = 0
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.skip:]])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
 class AugmentedDataset(Dataset):
     """(image in [-1, 1] as 3×H×W float, label ids as H×W int64) at the model's size, from
     `load` (a folder of photos or a packed set), augmented when training.
@@ -125,9 +147,7 @@ class AugmentedDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`key`: an index (augmented as of `self.epoch`), or (epoch, index) as the trainer's
-        sampler yields them to loader workers that outlive an epoch."""
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        epoch, index = epoch_index(key, self.epoch)
         image, ids = (torch.from_numpy(a) for a in self.load(index))
         if self.augment is not None:
             gen = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFFFFFF)

@@ -13,7 +13,7 @@ from scam_runtime.geometry import Fit
 from scam_runtime.labels import read_image, read_labels
 from scam_runtime.parsers import CropSpec, crop_padded
 
-from .data import Pair
+from .data import Pair, epoch_index
 from .schemes import LabelScheme
 
 
@@ -83,8 +83,9 @@ class ParserDataset(torch.utils.data.Dataset):
         box = (x, y, x + self.width, y + self.height)
         return im.crop(box), lab.crop(box)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = epoch_index(key, self.epoch)
+        rng = random.Random(hash((self.seed, epoch, index)))
         a = self.augment
         if rng.random() < a.backdrop:
             canvas, ids = self._backdrop(rng)
@@ -148,8 +149,9 @@ class CropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = epoch_index(key, self.epoch)
+        rng = random.Random(hash((self.seed, epoch, index)))
         a = self.augment
         im, lab = self.items[index]
         ids = np.asarray(lab)

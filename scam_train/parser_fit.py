@@ -20,7 +20,7 @@ from models import ParserNet, ParserNetConfig
 from scam_runtime.atomic import atomic_path, write_json
 from scam_runtime.parsers import CropSpec, ParserDescription
 
-from .data import check_pairs, find_pairs
+from .data import ResumableSampler, check_pairs, find_pairs
 from .errors import ConfigError
 from .parser_data import CropDataset, ParserAugment, ParserDataset
 from .schemes import load_scheme
@@ -181,11 +181,12 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
     # a refiner is there for its label (the face): its epoch is chosen on that label's IoU
     key = f"iou_{cfg.crop}" if cfg.crop is not None else "miou"
     best: dict = {key: -math.inf}
+    # one loader for the whole run: its workers outlive an epoch (no fork stall per epoch)
+    sampler = ResumableSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = torch.utils.data.DataLoader(train, cfg.batch_size, sampler=sampler, drop_last=True,
+                                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     for epoch in range(cfg.epochs):
-        train.epoch = epoch
-        loader = torch.utils.data.DataLoader(train, cfg.batch_size, shuffle=True, drop_last=True,
-                                             num_workers=cfg.workers,
-                                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        sampler.set_epoch(epoch)
         net.train()
         t0, total = time.perf_counter(), 0.0
         for image, ids in loader:

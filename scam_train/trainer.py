@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from models import (
     PatchGANDiscriminator,
@@ -35,7 +35,15 @@ from models.checkpoint import CheckpointError
 from scam_runtime.atomic import write_image, write_json
 
 from .config import TrainConfig
-from .data import AugmentedDataset, Augment, CombinedDataset, PairDataset, check_pairs, find_pairs
+from .data import (
+    AugmentedDataset,
+    Augment,
+    CombinedDataset,
+    PairDataset,
+    ResumableSampler,
+    check_pairs,
+    find_pairs,
+)
 from .errors import ConfigError
 from .inception import InceptionPerceptual
 from .losses import feature_matching, hinge_d, hinge_g, person_weights, reconstruction
@@ -55,21 +63,6 @@ class Autoencoder(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.generator(mask, self.encoder(image, mask))
-
-
-class ResumableSampler(DistributedSampler):
-    """DistributedSampler that can start an epoch part-way (`skip` samples of this rank) and
-    yields (epoch, index): the loader's workers live across epochs (a fresh fork each epoch
-    stalled the next step for seconds while the trainer's memory was copied on write), so
-    the epoch that seeds augmentation travels with each index."""
-
-    skip = 0
-
-    def __iter__(self):
-        return iter([(self.epoch, i) for i in list(super().__iter__())[self.skip:]])
-
-    def __len__(self) -> int:
-        return super().__len__() - self.skip
 
 
 def _open_data(cfg: TrainConfig, note: Callable[[str], None]) -> AugmentedDataset:

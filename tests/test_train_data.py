@@ -7,10 +7,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from scam_train.data import Augment, PairDataset, _augment, check_pairs, find_pairs
+from scam_train.data import Augment, PairDataset, ResumableSampler, _augment, check_pairs, find_pairs
 from scam_train.errors import ConfigError, DataError
 from scam_train.schemes import load_scheme, parse_scheme, scheme_names
-from scam_train.trainer import ResumableSampler
 
 
 def test_shipped_schemes():

@@ -56,6 +56,23 @@ def test_parser_fit_exports_a_model_the_runtime_loads(shared, tmp_path):
     assert labels.shape == (50, 30) and labels.max() <= 2
 
 
+def test_parser_fit_loader_workers_see_each_epoch(shared, tmp_path):
+    """The loader's workers live for the whole run; each epoch's augmentation still reaches
+    them (a worker that kept the epoch it was forked in would train epoch 2 on epoch 1's
+    samples): a run with one worker trains exactly as one without."""
+    train = tmp_path / "train.txt"
+    train.write_text("0001\n0002\n0003\n0004\n")
+    logs = []
+    for workers in ("0", "1"):
+        out = tmp_path / f"w{workers}"
+        r = CliRunner().invoke(main, ["parser-fit", "--data", str(shared / "data" / "ccp"), "--out", str(out),
+                                      "--split", str(train), "--height", "32", "--width", "32", "--epochs", "3",
+                                      "--batch-size", "2", "--workers", workers])
+        assert r.exit_code == 0, r.output
+        logs.append([json.loads(line)["loss"] for line in (out / "parser_log.jsonl").read_text().splitlines()])
+    assert len(logs[0]) == 3 and logs[0] == logs[1]
+
+
 def test_crop_samples_centre_on_the_face(shared):
     pairs = find_pairs(shared / "data" / "ccp", None, "labels3")[:4]
     plain = CropDataset(pairs, load_scheme("bfb3"), 40, 32, CropSpec(), ParserAugment.none())
