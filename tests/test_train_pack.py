@@ -2,6 +2,7 @@
 `evaluate`, and the one-call GPU script, run here on the CPU."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -161,19 +162,23 @@ def test_fit_takes_extra_sets_after_its_data(shared, splits, packs, tmp_path):
 def test_the_gpu_lease_script_runs_on_the_cpu(packs, tmp_path):
     """The documented one-call command, with a few seconds a variant (the real call: minutes)."""
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "BATCH": "2", "WORKERS": "0", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHON": sys.executable, "RUNS": str(tmp_path / "runs"), "BATCH": "2", "WORKERS": "0",
+           "PYTHONPATH": str(ROOT), "PROBE_MINUTES": "0.02", "LOG_EVERY": "1"}
     done = subprocess.run(["bash", "scam_train/gpu_lease.sh", "0.02", str(packs), str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     best = done.stdout.split("best on ccp-val-a: ")[1].split(";")[0]
-    assert best in ("recon", "recon-gan", "scratch")
+    assert best in ("recon", "scratch", "scratch-pw1")
     parts = sorted(out.glob(f"{best}.pt.part*"))
     assert len(parts) == 3 and all(p.stat().st_size <= 15_000_000 for p in parts)
     joined = tmp_path / "best.pt"
     joined.write_bytes(b"".join(p.read_bytes() for p in parts))
     payload = read_checkpoint(joined)
     assert {"encoder", "generator", "discriminator"} <= set(payload) and "opt_g" not in payload
-    for run in ("recon", "recon-gan", "scratch"):
+    for run in ("recon", "scratch", "scratch-pw1"):
         report = json.loads((tmp_path / "runs" / run / "eval_a.json").read_text())
         assert report["images"] == 4 and report["person_psnr_db"] > 0
-    assert "recon-gan: ccp-val-a person PSNR" in done.stderr
+        assert f"{run}: ccp-val-a person PSNR" in done.stderr
+    assert json.loads((tmp_path / "runs" / "scratch-pw1" / "config.json").read_text())["person_weight"] == 1
+    for run in ("probe", "recon", "scratch", "scratch-pw1"):
+        assert re.search(rf"^{run}: [0-9.]+ images/s", done.stderr, re.M), done.stderr[-3000:]
