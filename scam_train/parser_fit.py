@@ -181,10 +181,12 @@ def fit_parser(cfg: ParserTrainConfig, note: Callable[[str], None] = print) -> d
     # a refiner is there for its label (the face): its epoch is chosen on that label's IoU
     key = f"iou_{cfg.crop}" if cfg.crop is not None else "miou"
     best: dict = {key: -math.inf}
-    # one loader for the whole run: its workers outlive an epoch (no fork stall per epoch)
+    # one loader for the whole run: its workers outlive an epoch (no fork stall per epoch);
+    # its own generator, so that making an iterator draws nothing from the global RNG
     sampler = ResumableSampler(train, num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = torch.utils.data.DataLoader(train, cfg.batch_size, sampler=sampler, drop_last=True,
-                                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+                                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         net.train()
