@@ -8,9 +8,12 @@
 # on a lent GPU"); models/default_model.pt is where this commit keeps it. All runs use version 6's
 # objective: the squared error with person pixels weighted 4 and zoom-in up to 1.3x (not its
 # parser-labelled photos: their 21.9 MB pack does not fit beside the checkpoint in the 64 MiB a
-# call sends). First, alone on the card:
-#   probe        from the shipped checkpoint, PROBE_MINUTES (default 0.5): how fast one run trains
-#                on this GPU (the first call's 190 images/s were three runs sharing it)
+# call sends). First, alone on the card, one after the other:
+#   probe-bN     from the shipped checkpoint, batch N for each N of PROBE_BATCHES (default
+#                "32 128"), PROBE_MINUTES each (default 0.5): how fast one run trains on this
+#                GPU (the first call's 190 images/s were three runs sharing it) and whether a
+#                larger batch is faster per image (a step of about 10,700 operations forward and
+#                backward, docs/performance.md: launching them may take longer than running them)
 # then side by side, each MINUTES:
 #   recon        reconstruction only, from the shipped checkpoint
 #   scratch      from random weights (is continuing worth it?)
@@ -40,7 +43,12 @@ common=(--data "$packs/ccp-train.npz" --height 128 --width 85 --model gen_blocks
 variants=(recon scratch scratch-pw1)
 
 fit() { "$py" -m scam_train fit "${common[@]}" "$@" >/dev/null || echo "fit $*: failed" >&2; }
-fit --out "$runs/probe" --init models/default_model.pt --adversarial-weight 0 --max-minutes "${PROBE_MINUTES:-0.5}"
+probes=()
+for b in ${PROBE_BATCHES:-32 128}; do
+  probes+=("probe-b$b")
+  fit --out "$runs/probe-b$b" --init models/default_model.pt --adversarial-weight 0 --batch-size "$b" \
+    --max-minutes "${PROBE_MINUTES:-0.5}"
+done
 fit --out "$runs/recon" --init models/default_model.pt --adversarial-weight 0 --max-minutes "$minutes" &
 fit --out "$runs/scratch" --adversarial-weight 0 --max-minutes "$minutes" &
 fit --out "$runs/scratch-pw1" --adversarial-weight 0 --person-weight 1 --max-minutes "$minutes" &
@@ -53,12 +61,12 @@ for run in "${variants[@]}"; do
   fi
 done
 
-best=$("$py" - "$runs" "${variants[@]}" <<'EOF'
-import json, sys
+best=$(PROBES="${probes[*]}" "$py" - "$runs" "${variants[@]}" <<'EOF'
+import json, os, sys
 from pathlib import Path
 from statistics import median
 runs, variants = Path(sys.argv[1]), sys.argv[2:]
-for r in ["probe", *variants]:
+for r in [*os.environ["PROBES"].split(), *variants]:
     if (runs / r / "log.jsonl").is_file():
         rates = [json.loads(line)["images_per_s"] for line in (runs / r / "log.jsonl").read_text().splitlines()]
         print(f"{r}: {median(rates[1:] or rates):.1f} images/s (median of {len(rates)} log lines)", file=sys.stderr)
