@@ -403,18 +403,35 @@ class Trainer:
 
     def _init_from(self, path: Path) -> None:
         """Continuing a model: encoder, generator and (when the file has one) discriminator from
-        `path` (same model config); optimiser moments, step and schedule start afresh."""
+        `path` (same model config, or one trained at another size); optimiser moments, step and
+        schedule start afresh.
+
+        Every weight is a convolution, a projection or a latent, whatever the image size (the
+        positional tables are computed for each map size on coordinates in [-1, 1]); only the
+        generator's constant noise maps have the size of its layers, so a model trained at one
+        size starts one at another with fresh draws of those."""
         payload = read_checkpoint(path, map_location="cpu")
-        if payload["config"] != self.model_config.to_dict():
+        theirs, ours = payload["config"], self.model_config.to_dict()
+        size = ("height", "width")
+        if {k: v for k, v in theirs.items() if k not in size} != {k: v for k, v in ours.items() if k not in size}:
             raise ConfigError(f"{path}: its model config differs from this run's; use the same preset, "
-                              f"size, labels and --model settings")
+                              f"labels and --model settings")
+        generator = payload["generator"]
+        resized = [theirs[k] for k in size] != [ours[k] for k in size]
+        if resized:
+            own = self.ae.generator.state_dict()
+            generator = {k: own[k] if k.endswith("noise_const") and v.shape != own[k].shape else v
+                         for k, v in generator.items()}
         self.ae.encoder.load_state_dict(payload["encoder"])
-        self.ae.generator.load_state_dict(payload["generator"])
+        self.ae.generator.load_state_dict(generator)
         if self.ema is not None:
             self.ema.module.load_state_dict(self.ae.state_dict())
         if isinstance(payload.get("discriminator"), dict):
             self.disc.load_state_dict(payload["discriminator"])
-        self.note(f"initialised encoder, generator{' and discriminator' * ('discriminator' in payload)} from {path}")
+        moved = (f" (trained at {theirs['height']}x{theirs['width']}: its weights carry over to "
+                 f"{ours['height']}x{ours['width']}, the constant noise maps are drawn anew)") if resized else ""
+        self.note(f"initialised encoder, generator{' and discriminator' * ('discriminator' in payload)} "
+                  f"from {path}{moved}")
 
     def _resume(self) -> None:
         path = self.out / "last.pt"

@@ -17,7 +17,7 @@ from models import load_checkpoint, read_checkpoint
 from models.attention import ATTENTION_PATHS
 from scam_train.cli import main
 from scam_train.config import TrainConfig
-from scam_train.errors import WeightsError
+from scam_train.errors import ConfigError, WeightsError
 from scam_train.evaluate import EvalData, evaluate, frechet_distance
 from scam_train.trainer import Trainer
 from scam_train.vgg import VGGPerceptual, vgg19_features
@@ -268,6 +268,23 @@ def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path)
         assert torch.equal(a, b)
     for key, value in tuned.disc.state_dict().items():  # the discriminator continues too
         assert torch.equal(value, slim["discriminator"][key].float()), key
+    # another size (a larger resolution from the shipped weights): every weight carries over,
+    # the generator's constant noise maps are drawn at the new layer sizes
+    notes: list[str] = []
+    larger = Trainer(TrainConfig(**settings(shared, split, tmp_path / "larger", max_steps=1, height=96, width=72,
+                                            init=str(tmp_path / "model.pt"))), note=notes.append)
+    assert any("trained at 64x48: its weights carry over to 96x72" in n for n in notes), notes
+    own = larger.ae.generator.state_dict()
+    for key, value in tuned.ae.generator.state_dict().items():
+        if key.endswith("noise_const"):
+            assert own[key].shape[-2:] != value.shape[-2:], key
+        else:
+            assert torch.equal(own[key], value), key
+    larger.fit()
+    assert (tmp_path / "larger" / "last.pt").is_file()
+    with pytest.raises(ConfigError, match="model config differs"):
+        Trainer(TrainConfig(**settings(shared, split, tmp_path / "other", max_steps=1, model={**MODEL, "gen_nf": 8},
+                                       init=str(tmp_path / "model.pt"))))
 
 
 def test_reconstruction_first_then_gan(shared, split, tmp_path):
@@ -338,6 +355,5 @@ def test_wall_clock_budget_stops_cleanly(shared, split, tmp_path):
     ("reconstruction", "l2", "reconstruction must be one of l1, mse"),
 ])
 def test_objective_settings_are_checked(field, value, message):
-    from scam_train.errors import ConfigError
     with pytest.raises(ConfigError, match=message):
         TrainConfig(data="d", out="o", **{field: value})
