@@ -76,7 +76,8 @@ def main() -> None:
         vgg = Path(tmp) / "vgg19.pth"
         torch.save({f"features.{k}": v for k, v in vgg19_features().state_dict().items()}, vgg)
         split = Path(tmp) / "split.txt"
-        split.write_text("\n".join(p.stem for p in sorted((Path(args.data) / "labels3").glob("*.png"))[:8]))
+        photos = sorted((Path(args.data) / "labels3").glob("*.png"))[:max(8, args.batch)]  # a batch's worth
+        split.write_text("\n".join(p.stem for p in photos))
         for preset in args.presets:
             baseline = None
             for attention, precision in ((a, p) for a in args.attentions for p in args.precisions):
