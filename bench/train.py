@@ -21,7 +21,7 @@ timed (it runs in worker processes during training).
 weighted 4, no GAN, no perceptual network, EMA 0.999). `--ops` adds how many ATen
 operations one step runs (leaf calls in the profiler: forward; forward + backward; the
 whole step with the optimiser and EMA): on a GPU each that does work is a kernel launch,
-whatever the batch, which is what bounds small steps there.
+whatever the batch, which may be what bounds small steps there (docs/performance.md).
 """
 from __future__ import annotations
 

@@ -43,9 +43,7 @@ common=(--data "$packs/ccp-train.npz" --height 128 --width 85 --model gen_blocks
 variants=(recon scratch scratch-pw1)
 
 fit() { "$py" -m scam_train fit "${common[@]}" "$@" >/dev/null || echo "fit $*: failed" >&2; }
-probes=()
 for b in ${PROBE_BATCHES:-32 128}; do
-  probes+=("probe-b$b")
   fit --out "$runs/probe-b$b" --init models/default_model.pt --adversarial-weight 0 --batch-size "$b" \
     --max-minutes "${PROBE_MINUTES:-0.5}"
 done
@@ -61,15 +59,16 @@ for run in "${variants[@]}"; do
   fi
 done
 
-best=$(PROBES="${probes[*]}" "$py" - "$runs" "${variants[@]}" <<'EOF'
-import json, os, sys
+best=$("$py" - "$runs" "${variants[@]}" <<'EOF'
+import json, sys
 from pathlib import Path
 from statistics import median
 runs, variants = Path(sys.argv[1]), sys.argv[2:]
-for r in [*os.environ["PROBES"].split(), *variants]:
-    if (runs / r / "log.jsonl").is_file():
-        rates = [json.loads(line)["images_per_s"] for line in (runs / r / "log.jsonl").read_text().splitlines()]
-        print(f"{r}: {median(rates[1:] or rates):.1f} images/s (median of {len(rates)} log lines)", file=sys.stderr)
+for log in sorted(runs.glob("*/log.jsonl")):  # the probes and the variants
+    rates = [json.loads(line)["images_per_s"] for line in log.read_text().splitlines()]
+    if rates:  # none when a run ended before its first log line
+        print(f"{log.parent.name}: {median(rates[1:] or rates):.1f} images/s (median of {len(rates)} log lines)",
+              file=sys.stderr)
 score = {r: json.loads((runs / r / "eval_a.json").read_text())["person_psnr_db"]
          for r in variants if (runs / r / "eval_a.json").is_file()}
 for r, s in score.items():
