@@ -320,13 +320,14 @@ def _item_bar(label: str) -> Iterator[Callable[[int], None]]:
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False, path_type=Path), help="a run's checkpoint")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="file to write")
 @click.option("--fp32", is_flag=True, help="keep fp32 weights [default: fp16 storage, half the size]")
+@click.option("--raw", is_flag=True, help="the trained weights instead of their EMA (what the run would be without EMA)")
 @click.option("--overwrite", is_flag=True, help="replace an existing OUTPUT")
 @click.option("--debug", is_flag=True, help="tracebacks on errors")
-def slim(ckpt: Path, output: Path, fp32: bool, overwrite: bool, debug: bool) -> None:
+def slim(ckpt: Path, output: Path, fp32: bool, raw: bool, overwrite: bool, debug: bool) -> None:
     """The checkpoint to ship: (EMA) encoder and generator only, for scam-export and fit --init."""
     def action() -> None:
         from .slim import slim_checkpoint
-        click.echo(str(slim_checkpoint(ckpt, output, fp16=not fp32, overwrite=overwrite)))
+        click.echo(str(slim_checkpoint(ckpt, output, fp16=not fp32, overwrite=overwrite, raw=raw)))
     _run(action, debug)
 
 

@@ -242,7 +242,7 @@ def test_cli_fit_with_the_inception_loss_logs_it(shared, split, tmp_path):
 
 def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path):
     from scam_export.bundle import ExportOptions, export_bundle
-    Trainer(TrainConfig(**settings(shared, split, tmp_path / "run", max_steps=1, ema_decay=0.9))).fit()
+    Trainer(TrainConfig(**settings(shared, split, tmp_path / "run", max_steps=2, ema_decay=0.9))).fit()
     source = tmp_path / "run" / "last.pt"
     r = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
     assert r.exit_code == 0, r.output
@@ -253,6 +253,15 @@ def test_slim_checkpoint_exports_and_starts_a_fine_tune(shared, split, tmp_path)
     assert (tmp_path / "model.pt").stat().st_size < source.stat().st_size / 4
     again = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "-o", str(tmp_path / "model.pt")])
     assert again.exit_code == 2 and "--overwrite" in again.output
+    # --raw: the trained weights beside the EMA (after 2 steps they differ), for the EMA on/off comparison
+    r = CliRunner().invoke(main, ["slim", "--ckpt", str(source), "--raw", "--fp32", "-o", str(tmp_path / "raw.pt")])
+    assert r.exit_code == 0, r.output
+    full, raw = read_checkpoint(source), read_checkpoint(tmp_path / "raw.pt")
+    assert all(torch.equal(raw["encoder"][k], v) for k, v in full["train_encoder"].items())
+    assert all(torch.equal(raw["generator"][k], v) for k, v in full["train_generator"].items())
+    assert not all(torch.equal(raw["generator"][k], v) for k, v in full["generator"].items())
+    r = CliRunner().invoke(main, ["slim", "--ckpt", str(tmp_path / "model.pt"), "--raw", "-o", str(tmp_path / "r2.pt")])
+    assert r.exit_code == 2 and "model.pt: has no raw weights beside its EMA" in r.output
     _, enc_full, _ = load_checkpoint(source)
     _, enc_slim, _ = load_checkpoint(tmp_path / "model.pt")
     for a, b in zip(enc_full.state_dict().values(), enc_slim.state_dict().values()):
