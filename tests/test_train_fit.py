@@ -19,7 +19,7 @@ from scam_train.cli import main
 from scam_train.config import TrainConfig
 from scam_train.errors import ConfigError, WeightsError
 from scam_train.evaluate import EvalData, evaluate, frechet_distance
-from scam_train.trainer import Trainer
+from scam_train.trainer import Trainer, ramped_ema
 from scam_train.vgg import VGGPerceptual, vgg19_features
 
 NAMES = ["0001", "0002", "0003", "0004"]
@@ -76,6 +76,20 @@ def test_resume_continues_exactly(shared, split, tmp_path, workers):
     assert all(torch.equal(payload["encoder"][k], ema_enc[k]) for k in payload["encoder"])
     assert all(torch.equal(payload["train_encoder"][k], v) for k, v in resumed.ae.encoder.state_dict().items())
     assert sorted(p.name for p in (tmp_path / "b" / "samples").iterdir())[-1] == "step_0000006.png"
+
+
+def test_the_ema_decay_ramps_up_then_holds():
+    """Early updates follow the weights ((1 + n) / (10 + n): 0.1 at the first), later ones hold
+    the set decay: a short run from random weights is not averaged with its first weights."""
+    update = ramped_ema(0.999)
+    for n, decay in ((0, 0.1), (90, 0.91), (8_990, 0.999), (50_000, 0.999)):
+        ema = [torch.zeros(3), torch.zeros(2, dtype=torch.float64)]
+        update(ema, [torch.ones(3), torch.ones(2, dtype=torch.float64)], torch.tensor(n))
+        for e in ema:
+            torch.testing.assert_close(e, torch.full_like(e, 1 - decay))
+    index = [torch.zeros(4, dtype=torch.int64)]  # an index table is copied, never averaged
+    update(index, [torch.arange(4)], torch.tensor(3))
+    assert torch.equal(index[0], torch.arange(4))
 
 
 def test_two_process_gloo_ddp(shared, split, tmp_path):
