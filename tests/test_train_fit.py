@@ -79,7 +79,7 @@ def test_resume_continues_exactly(shared, split, tmp_path, workers):
 
 
 def test_the_ema_decay_ramps_up_then_holds():
-    """Early updates follow the weights ((1 + n) / (10 + n): 0.1 at the first), later ones hold
+    """Early updates follow the weights ((1 + n) / (10 + n): 0.1 at n = 0), later ones hold
     the set decay: a short run from random weights is not averaged with its first weights."""
     update = ramped_ema(0.999)
     for n, decay in ((0, 0.1), (90, 0.91), (8_990, 0.999), (50_000, 0.999)):
